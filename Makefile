@@ -1,0 +1,42 @@
+# Two entry points: `make demo` (the whole study on the embedded synthetic world) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test install lint dryrun clean bench
+
+$(BIN)/.installed: pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The torch pin first: on this CPU machine it takes the local CPU wheel, on a cluster the CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[ml,dev]"
+	# mediapipe's numpy<2 pin is wrong for us and lpips would pull torchvision: both without deps.
+	$(BIN)/pip install -q --no-deps mediapipe==0.10.21 lpips==0.1.4
+	@! $(BIN)/python -c "import torchvision" 2>/dev/null || { echo "torchvision is installed: it breaks diffusers; remove it"; exit 1; }
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-triggers mtime params input code
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint --cores 1
+
+dryrun: install
+	$(BIN)/snakemake -n --cores $(CORES)
+
+bench: install
+	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf results/* logs .snakemake
+	git checkout -- results/README.md

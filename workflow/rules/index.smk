@@ -1,0 +1,33 @@
+# Stage "index": turn a dataset on disk into the sequence manifest (pipeline/index.py).
+
+
+rule index_world:
+    input:
+        unpack(get_world_shard_outputs),
+        spec="results/world/{dataset}/world.json",
+    output:
+        "results/manifests/{dataset}.parquet",
+    log:
+        "logs/index_world/{dataset}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=alternation(WORLD_DATASETS),
+    shell:
+        "python -m pipeline.cli index-world --spec {input.spec} --sheets {input.sheets}"
+        " --groundtruth {input.groundtruth} --out {output} > {log} 2>&1"
+
+
+rule index_dataset:
+    output:
+        "results/manifests/{dataset}.parquet",
+    params:
+        spec=get_dataset_spec,
+    log:
+        "logs/index_dataset/{dataset}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=alternation(EXTERNAL_DATASETS),
+    shell:
+        "python -m pipeline.cli index --spec {params.spec:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,39 @@
+# Stage "world": render the synthetic gait world as a dataset on disk (pipeline/world).
+
+
+rule world_spec:
+    output:
+        "results/world/{dataset}/world.json",
+    params:
+        spec=get_world_spec,
+    log:
+        "logs/world_spec/{dataset}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=alternation(WORLD_DATASETS),
+    shell:
+        "python -m pipeline.cli world-spec --spec {params.spec:q} --out {output} > {log} 2>&1"
+
+
+rule render_world_shard:
+    input:
+        spec="results/world/{dataset}/world.json",
+    output:
+        sheet="results/world/{dataset}/sheets/{shard}.csv",
+        groundtruth="results/world/{dataset}/groundtruth/{shard}.npz",
+        videos=directory("results/world/{dataset}/videos/{shard}"),
+    log:
+        "logs/render_world_shard/{dataset}/{shard}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=alternation(WORLD_DATASETS),
+        shard=r"shard-\d{4}",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m pipeline.cli world-render --spec {input.spec} --shard {wildcards.shard}"
+        " --sheet {output.sheet} --groundtruth {output.groundtruth} --videos {output.videos} > {log} 2>&1"
