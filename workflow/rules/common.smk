@@ -1,15 +1,13 @@
 # Configuration validation, shared constants and input functions (no rules here).
 import json
-import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 REPO = Path(workflow.basedir).parent
-# Jobs import the `pipeline` package from this checkout even when it is not pip-installed
-# (e.g. inside a per-rule conda env on a cluster node).
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+# The workflow runs from the repository root, so `python -m pipeline.cli` in a job imports the
+# package from this checkout even inside a per-rule conda env where it is not pip-installed.
 sys.path.insert(0, str(REPO))
 
 from pipeline.config import validate_config  # noqa: E402
