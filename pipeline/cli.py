@@ -1,9 +1,19 @@
-"""Command-line entry points, one sub-command per stage, so a stage can run outside Snakemake.
+r"""Command-line entry points, one sub-command per stage, so a stage can run outside Snakemake.
 
     python -m pipeline.cli world-spec   --spec JSON --out results/world/W/world.json
     python -m pipeline.cli world-render --spec world.json --shard shard-0000 --sheet ... --groundtruth ... --videos ...
     python -m pipeline.cli index-world  --spec world.json --sheets a.csv b.csv --groundtruth a.npz b.npz --out m.parquet
     python -m pipeline.cli index        --spec '{"name": "casiab", "kind": "opengait", "root": ..., "partition": ...}' --out m.parquet
+
+Per-sequence stages (pose, masks, silhouettes, skeleton_maps, crops, guidance) run on one shard of a
+manifest, or on one video file outside Snakemake:
+
+    python -m pipeline.cli stage pose --video walk.mp4 --store pose.npz --status pose.parquet \
+        --options '{"backend": "mediapipe", "keep_masks": true, "min_valid_frames": 10}'
+    python -m pipeline.cli stage masks --video walk.mp4 --store masks.npz --status masks.parquet \
+        --options '{"backend": "from_pose", "pose_store": "pose.npz", "pose_status": "pose.parquet", "min_valid_frames": 10}'
+    python -m pipeline.cli stage silhouettes --video walk.mp4 --store sils.npz --status sils.parquet \
+        --options '{"masks_store": "masks.npz", "masks_status": "masks.parquet", "min_valid_frames": 10}'
 """
 
 from __future__ import annotations
@@ -49,6 +59,61 @@ def _index(args: argparse.Namespace) -> None:
     index_external(args.spec, args.out)
 
 
+STAGES = {
+    "pose": ("pipeline.pose", "run_pose_stage"),
+    "masks": ("pipeline.masks", "run_masks_stage"),
+    "silhouettes": ("pipeline.silhouettes", "run_silhouettes_stage"),
+    "skeleton_maps": ("pipeline.skeleton_maps", "run_skeleton_maps_stage"),
+    "crops": ("pipeline.crops", "run_crops_stage"),
+    "guidance": ("pipeline.guidance", "run_guidance_stage"),
+}
+
+
+def single_video_rows(path: str) -> list[dict]:
+    """A one-row manifest for a video given on the command line."""
+    from pathlib import Path
+
+    from pipeline.io.video import probe_video
+
+    info = probe_video(path)
+    stem = Path(path).stem
+    return [
+        {
+            "dataset": "cli",
+            "subject": stem,
+            "condition": "cli",
+            "view": "cli",
+            "sequence_id": stem,
+            "split": "test",
+            "role": "probe",
+            "path_video": str(path),
+            "frame_count": info.frame_count,
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+            "error": None,
+        }
+    ]
+
+
+def _stage(args: argparse.Namespace) -> None:
+    import importlib
+
+    from pipeline.runner import shard_rows
+
+    if args.video:
+        rows = single_video_rows(args.video)
+    elif args.manifest and args.shard and args.shards:
+        rows = shard_rows(args.manifest, args.shard, args.shards)
+    else:
+        raise SystemExit("stage: give --video, or --manifest with --shard and --shards")
+    module, function = STAGES[args.name]
+    run = getattr(importlib.import_module(module), function)
+    status = run(rows, store=args.store, status=args.status, **args.options)
+    failed = sum(1 for r in status if r["error"])
+    logging.getLogger("pipeline.cli").info("%s: %d sequences, %d flagged", args.name, len(status), failed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gaitfid", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -75,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sheets", nargs="+", required=True)
     p.add_argument("--groundtruth", nargs="+", required=True)
     p.add_argument("--out", required=True)
+
+    p = command("stage", _stage, "run one per-sequence stage on a manifest shard or one video")
+    p.add_argument("name", choices=sorted(STAGES))
+    p.add_argument("--manifest")
+    p.add_argument("--shard")
+    p.add_argument("--shards", type=int)
+    p.add_argument("--video", help="run on this one video instead of a manifest shard")
+    p.add_argument("--store", required=True, help="output frame store (.npz)")
+    p.add_argument("--status", required=True, help="output status table (.parquet)")
+    p.add_argument("--options", type=_spec, default={}, help="stage options as JSON (backend, inputs, ...)")
 
     p = command("index", _index, "index a dataset on disk into the manifest")
     p.add_argument("--spec", type=_spec, required=True, help="the dataset's config entry as JSON (plus 'name')")

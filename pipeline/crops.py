@@ -217,3 +217,49 @@ __all__ = [
     "person_crops",
     "to_channels_first",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The "crops" stage
+
+
+def run_crops_stage(
+    rows: list[dict],
+    *,
+    masks_store: str,
+    masks_status: str,
+    store: str,
+    status: str,
+    min_valid_frames: int,
+    size: tuple[int, int] = BIGGAIT_SIZE,
+) -> list[dict]:
+    """Person-centred RGB crops (``size`` = H, W) and w/h ratios for BigGait, boxed by the stage's masks."""
+    from pipeline.contracts import read_frame_store
+    from pipeline.io.sequences import frame_size, load_rgb
+    from pipeline.masks import masks_from_store
+    from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
+
+    masks = read_frame_store(masks_store)
+
+    def process(row: dict) -> StageOutput:
+        sid = row["sequence_id"]
+        if sid not in masks:
+            raise SkipSequence("masks stage stored nothing for this sequence")
+        people = masks_from_store(masks, sid, frame_size(row)[1]).masks
+        frames = load_rgb(row)
+        if len(frames) != len(people):
+            raise ValueError(f"{len(frames)} video frames but {len(people)} masks")
+        crops = person_crops(frames, people, size)
+        valid = crops.valid & masks.get(sid, "valid")
+        return StageOutput({"rgb": crops.images, "ratio": crops.ratios.astype(np.float32)}, valid)
+
+    return run_shard(
+        stage="crops",
+        backend="mask-box",
+        rows=rows,
+        process=process,
+        store_path=store,
+        status_path=status,
+        min_valid_frames=min_valid_frames,
+        skip=upstream_errors([masks_status]),
+    )

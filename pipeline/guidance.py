@@ -791,3 +791,72 @@ __all__ = [
     "write_mtvcrafter_pkl",
     "write_unianimate_pose_dir",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The "guidance" stage: one format per job, so a format that a source cannot provide (DensePose
+# needs part maps, SMPL needs 3-D joints) is recorded per sequence without losing the others.
+
+GUIDANCE_FORMATS = ("openpose", "densepose", "smpl")
+
+
+def openpose_guidance(keypoints: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
+    """Moore-AnimateAnyone-style body skeleton frames at the source resolution."""
+    return render_openpose_frames(coco17_to_openpose18(keypoints), frame_hw, style="moore")
+
+
+def run_guidance_stage(
+    rows: list[dict],
+    *,
+    guidance_format: str,
+    pose_store: str,
+    pose_status: str,
+    store: str,
+    status: str,
+    min_valid_frames: int,
+    nlf_model_path: str | None = None,
+) -> list[dict]:
+    """Render one guidance format for every row from any keypoint source (real or generated video).
+
+    ``openpose``: from the pose stage's COCO-17 keypoints. ``densepose``: from the world's part maps
+    (no DensePose model runs here; other sources are skipped with that reason). ``smpl``: SMPL-24 joints
+    in camera space (mm) from the world's ground truth, or from NLF when ``nlf_model_path`` is set.
+    """
+    from pipeline.contracts import read_frame_store
+    from pipeline.io.sequences import MissingModality, frame_size, groundtruth, load_rgb
+    from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
+
+    if guidance_format not in GUIDANCE_FORMATS:
+        raise ValueError(f"unknown guidance format '{guidance_format}'; choose one of {GUIDANCE_FORMATS}")
+    poses = read_frame_store(pose_store)
+    nlf = NLFBackend(nlf_model_path) if guidance_format == "smpl" and nlf_model_path else None
+
+    def process(row: dict) -> StageOutput:
+        sid = row["sequence_id"]
+        if sid not in poses:
+            raise SkipSequence("pose stage stored nothing for this sequence")
+        valid = poses.get(sid, "valid")
+        try:
+            if guidance_format == "openpose":
+                frames = openpose_guidance(poses.get(sid, "pose_keypoints"), frame_size(row))
+                return StageOutput({"openpose": frames}, valid)
+            if guidance_format == "densepose":
+                return StageOutput({"densepose": render_densepose(groundtruth(row, "parts"))}, valid)
+            if nlf is not None:
+                joints = nlf(load_rgb(row))
+                return StageOutput({"smpl_mm": joints.astype(np.float32)}, valid & np.isfinite(joints).all(axis=(1, 2)))
+            joints = smpl24_for_mtvcrafter(groundtruth(row, "joints3d"), groundtruth(row, "extrinsics"))
+            return StageOutput({"smpl_mm": joints.astype(np.float32)}, valid)
+        except MissingModality as err:
+            raise SkipSequence(f"{guidance_format} guidance unavailable: {err}") from err
+
+    return run_shard(
+        stage=f"guidance-{guidance_format}",
+        backend="nlf" if nlf is not None else ("groundtruth" if guidance_format != "openpose" else "pose"),
+        rows=rows,
+        process=process,
+        store_path=store,
+        status_path=status,
+        min_valid_frames=min_valid_frames,
+        skip=upstream_errors([pose_status]),
+    )

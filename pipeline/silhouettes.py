@@ -218,3 +218,53 @@ __all__ = [
     "pretreat_packed_masks",
     "pretreat_silhouettes",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The "silhouettes" stage
+
+
+def run_silhouettes_stage(
+    rows: list[dict],
+    *,
+    masks_store: str,
+    masks_status: str,
+    store: str,
+    status: str,
+    min_valid_frames: int,
+    export_root: str | None = None,
+) -> list[dict]:
+    """OpenGait-aligned 64×64 silhouettes for every row; dropped frames stay as zeros with valid=False
+    (a frame store keeps one row per frame), and optionally an OpenGait pkl tree for OpenGait itself."""
+    from pipeline.contracts import read_frame_store
+    from pipeline.io.sequences import frame_size
+    from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
+
+    masks = read_frame_store(masks_store)
+
+    def process(row: dict) -> StageOutput:
+        sid = row["sequence_id"]
+        if sid not in masks:
+            raise SkipSequence("masks stage stored nothing for this sequence")
+        aligned = pretreat_from_store(masks, sid, frame_size(row)[1])
+        total = masks.frame_count(sid)
+        sils = np.zeros((total, 64, 64), np.uint8)
+        valid = np.zeros(total, bool)
+        if len(aligned.kept):
+            sils[aligned.kept] = aligned.sils
+            valid[aligned.kept] = True
+        valid &= masks.get(sid, "valid")
+        if export_root and valid.any():
+            export_opengait_pkl(sils[valid], export_root, row["subject"], row["condition"], row["view"])
+        return StageOutput({"sil": sils}, valid)
+
+    return run_shard(
+        stage="silhouettes",
+        backend="opengait",
+        rows=rows,
+        process=process,
+        store_path=store,
+        status_path=status,
+        min_valid_frames=min_valid_frames,
+        skip=upstream_errors([masks_status]),
+    )

@@ -281,3 +281,42 @@ __all__ = [
     "pad_keypoints",
     "skeleton_maps",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The "skeleton_maps" stage
+
+
+def run_skeleton_maps_stage(
+    rows: list[dict],
+    *,
+    pose_store: str,
+    pose_status: str,
+    store: str,
+    status: str,
+    min_valid_frames: int,
+    sigma: float = SIGMA,
+) -> list[dict]:
+    """SkeletonGait maps [T, 2, 64, 64] from the pose stage's COCO-17 keypoints."""
+    from pipeline.contracts import read_frame_store
+    from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
+
+    poses = read_frame_store(pose_store)
+
+    def process(row: dict) -> StageOutput:
+        sid = row["sequence_id"]
+        if sid not in poses:
+            raise SkipSequence("pose stage stored nothing for this sequence")
+        keypoints = poses.get(sid, "pose_keypoints")
+        return StageOutput({"skeleton_map": skeleton_maps(keypoints, sigma=sigma)}, poses.get(sid, "valid"))
+
+    return run_shard(
+        stage="skeleton_maps",
+        backend="opengait",
+        rows=rows,
+        process=process,
+        store_path=store,
+        status_path=status,
+        min_valid_frames=min_valid_frames,
+        skip=upstream_errors([pose_status]),
+    )

@@ -54,4 +54,120 @@ def get_dataset_spec(wildcards):
 
 
 def get_final_outputs():
-    return expand("results/manifests/{dataset}.parquet", dataset=sorted(DATASETS))
+    outputs = expand("results/manifests/{dataset}.parquet", dataset=sorted(DATASETS))
+    for dataset in sorted(DATASETS):
+        outputs += perception_outputs(dataset)
+    return outputs
+
+
+# ---- perception -------------------------------------------------------------------------------
+
+PERCEPTION = config["perception"]
+PERCEPTION_SHARDS = PERCEPTION["shards"]
+GUIDANCE_FORMATS = PERCEPTION["guidance"]["formats"]
+
+
+def backends_of(source):
+    """Pose and mask backends for a source (a dataset's own sequences for now)."""
+    dataset = DATASETS[source]
+    default = PERCEPTION["real"]
+    return {
+        "pose": dataset.get("pose_backend", default.get("pose", "mediapipe")),
+        "masks": dataset.get("mask_backend", default.get("masks", "from_pose")),
+    }
+
+
+for _source in DATASETS:
+    _b = backends_of(_source)
+    if _b["masks"] == "from_pose" and _b["pose"] != "mediapipe":
+        raise ValueError(
+            f"datasets/{_source}: mask backend 'from_pose' needs the mediapipe pose backend (got '{_b['pose']}')"
+        )
+
+
+def get_source_manifest(wildcards):
+    return f"results/manifests/{wildcards.source}.parquet"
+
+
+def stage_paths(stage, wildcards):
+    base = f"results/perception/{wildcards.source}/{stage}/{wildcards.shard}"
+    return {f"{stage}_store": f"{base}.npz", f"{stage}_status": f"{base}.parquet"}
+
+
+def options_json(**options):
+    return json.dumps(options, sort_keys=True)
+
+
+def get_pose_options(wildcards):
+    backends = backends_of(wildcards.source)
+    return options_json(
+        backend=backends["pose"],
+        keep_masks=backends["masks"] == "from_pose",
+        min_valid_frames=PERCEPTION["min_valid_frames"],
+        mediapipe=PERCEPTION["mediapipe"],
+        dwpose=PERCEPTION["dwpose"],
+    )
+
+
+def get_masks_inputs(wildcards):
+    inputs = {"manifest": get_source_manifest(wildcards)}
+    if backends_of(wildcards.source)["masks"] == "from_pose":
+        inputs.update(stage_paths("pose", wildcards))
+    return inputs
+
+
+def get_masks_options(wildcards):
+    backend = backends_of(wildcards.source)["masks"]
+    extra = stage_paths("pose", wildcards) if backend == "from_pose" else {}
+    return options_json(
+        backend=backend,
+        min_valid_frames=PERCEPTION["min_valid_frames"],
+        threshold=PERCEPTION["mediapipe"]["mask_threshold"],
+        mediapipe=PERCEPTION["mediapipe"],
+        **extra,
+    )
+
+
+def get_silhouettes_options(wildcards):
+    export = PERCEPTION["silhouettes"]["export_opengait"]
+    return options_json(
+        min_valid_frames=PERCEPTION["min_valid_frames"],
+        export_root=f"results/opengait/{wildcards.source}" if export else None,
+        **stage_paths("masks", wildcards),
+    )
+
+
+def get_skeleton_maps_options(wildcards):
+    return options_json(
+        min_valid_frames=PERCEPTION["min_valid_frames"],
+        sigma=PERCEPTION["skeleton_maps"]["sigma"],
+        **stage_paths("pose", wildcards),
+    )
+
+
+def get_crops_options(wildcards):
+    crops = PERCEPTION["crops"]
+    return options_json(
+        min_valid_frames=PERCEPTION["min_valid_frames"],
+        size=[crops["height"], crops["width"]],
+        **stage_paths("masks", wildcards),
+    )
+
+
+def get_guidance_options(wildcards):
+    return options_json(
+        guidance_format=wildcards.fmt,
+        min_valid_frames=PERCEPTION["min_valid_frames"],
+        nlf_model_path=PERCEPTION["nlf"]["model_path"],
+        **stage_paths("pose", wildcards),
+    )
+
+
+def perception_outputs(source):
+    shards = shard_names(PERCEPTION_SHARDS)
+    stages = ["pose", "masks", "silhouettes", "skeleton_maps", "crops"]
+    outputs = expand("results/perception/{source}/{stage}/{shard}.parquet", source=source, stage=stages, shard=shards)
+    outputs += expand(
+        "results/perception/{source}/guidance/{fmt}/{shard}.parquet", source=source, fmt=GUIDANCE_FORMATS, shard=shards
+    )
+    return outputs

@@ -1,0 +1,55 @@
+"""Load what a manifest row points at: RGB frames from a video, a frame folder or an RGB pkl, and the
+world's ground-truth frame stores (cached, because a shard's sequences share one store)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.contracts import FrameStore, read_frame_store
+
+
+class MissingModality(LookupError):
+    """The manifest row has no path for the modality a stage needs."""
+
+
+def load_rgb(row: dict) -> np.ndarray:
+    """RGB frames [T, H, W, 3] uint8 of a manifest row (video, frame folder or RGB pkl, in that order)."""
+    if row.get("path_video"):
+        from pipeline.io.video import read_frames
+
+        return read_frames(row["path_video"])
+    if row.get("path_frames"):
+        from pipeline.io.video import read_image_folder
+
+        return read_image_folder(row["path_frames"])
+    if row.get("path_rgb"):
+        from pipeline.io.safe_pickle import load_array
+
+        frames = load_array(row["path_rgb"])
+        if frames.ndim == 4 and frames.shape[1] == 3 and frames.shape[-1] != 3:
+            frames = frames.transpose(0, 2, 3, 1)  # OpenGait stores (T, 3, H, W)
+        return np.ascontiguousarray(frames.astype(np.uint8))
+    raise MissingModality(f"{row['sequence_id']}: no RGB source (path_video, path_frames or path_rgb)")
+
+
+@lru_cache(maxsize=8)
+def _store(path: str) -> FrameStore:
+    return read_frame_store(path)
+
+
+def groundtruth(row: dict, field: str) -> np.ndarray:
+    """One ground-truth field of a world sequence (from its shard's frame store)."""
+    path = row.get("path_groundtruth")
+    if not path:
+        raise MissingModality(f"{row['sequence_id']}: no ground truth (only the synthetic world has it)")
+    return _store(str(Path(path))).get(row["sequence_id"], field)
+
+
+def frame_size(row: dict) -> tuple[int, int]:
+    """(height, width) of a row's frames from the manifest."""
+    if row.get("height") is None or row.get("width") is None:
+        raise MissingModality(f"{row['sequence_id']}: the manifest has no frame size")
+    return int(row["height"]), int(row["width"])

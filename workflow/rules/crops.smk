@@ -1,0 +1,28 @@
+# Stage "crops": BigGait RGB person crops (pipeline/crops.py), one job per shard of a source's manifest.
+
+
+rule crops:
+    input:
+        manifest=get_source_manifest,
+        masks_store="results/perception/{source}/masks/{shard}.npz",
+        masks_status="results/perception/{source}/masks/{shard}.parquet",
+    output:
+        store="results/perception/{source}/crops/{shard}.npz",
+        status="results/perception/{source}/crops/{shard}.parquet",
+    params:
+        options=get_crops_options,
+        shards=PERCEPTION_SHARDS,
+    log:
+        "logs/crops/{source}/{shard}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        shard=r"shard-\d{4}",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    shell:
+        "python -m pipeline.cli stage crops --manifest {input.manifest} --shard {wildcards.shard}"
+        " --shards {params.shards} --store {output.store} --status {output.status}"
+        " --options {params.options:q} > {log} 2>&1"

@@ -1,0 +1,30 @@
+# Stage "guidance": animator guidance (OpenPose skeleton frames, DensePose frames, SMPL-24 joints in mm)
+# rendered from any keypoint source (pipeline/guidance.py); one job per format and shard.
+
+
+rule guidance:
+    input:
+        manifest=get_source_manifest,
+        pose_store="results/perception/{source}/pose/{shard}.npz",
+        pose_status="results/perception/{source}/pose/{shard}.parquet",
+    output:
+        store="results/perception/{source}/guidance/{fmt}/{shard}.npz",
+        status="results/perception/{source}/guidance/{fmt}/{shard}.parquet",
+    params:
+        options=get_guidance_options,
+        shards=PERCEPTION_SHARDS,
+    log:
+        "logs/guidance/{source}/{fmt}/{shard}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        shard=r"shard-\d{4}",
+        fmt="openpose|densepose|smpl",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    shell:
+        "python -m pipeline.cli stage guidance --manifest {input.manifest} --shard {wildcards.shard}"
+        " --shards {params.shards} --store {output.store} --status {output.status}"
+        " --options {params.options:q} > {log} 2>&1"

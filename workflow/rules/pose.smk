@@ -1,0 +1,26 @@
+# Stage "pose": COCO-17 keypoints (pipeline/pose.py); with mediapipe the same pass keeps the masks, one job per shard of a source's manifest.
+
+
+rule pose:
+    input:
+        manifest=get_source_manifest,
+    output:
+        store="results/perception/{source}/pose/{shard}.npz",
+        status="results/perception/{source}/pose/{shard}.parquet",
+    params:
+        options=get_pose_options,
+        shards=PERCEPTION_SHARDS,
+    log:
+        "logs/pose/{source}/{shard}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        shard=r"shard-\d{4}",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    shell:
+        "python -m pipeline.cli stage pose --manifest {input.manifest} --shard {wildcards.shard}"
+        " --shards {params.shards} --store {output.store} --status {output.status}"
+        " --options {params.options:q} > {log} 2>&1"

@@ -1,0 +1,28 @@
+# Stage "silhouettes": OpenGait-aligned silhouettes (pipeline/silhouettes.py), one job per shard of a source's manifest.
+
+
+rule silhouettes:
+    input:
+        manifest=get_source_manifest,
+        masks_store="results/perception/{source}/masks/{shard}.npz",
+        masks_status="results/perception/{source}/masks/{shard}.parquet",
+    output:
+        store="results/perception/{source}/silhouettes/{shard}.npz",
+        status="results/perception/{source}/silhouettes/{shard}.parquet",
+    params:
+        options=get_silhouettes_options,
+        shards=PERCEPTION_SHARDS,
+    log:
+        "logs/silhouettes/{source}/{shard}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        shard=r"shard-\d{4}",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    shell:
+        "python -m pipeline.cli stage silhouettes --manifest {input.manifest} --shard {wildcards.shard}"
+        " --shards {params.shards} --store {output.store} --status {output.status}"
+        " --options {params.options:q} > {log} 2>&1"

@@ -1,0 +1,28 @@
+# Stage "skeleton_maps": SkeletonGait skeleton maps (pipeline/skeleton_maps.py), one job per shard of a source's manifest.
+
+
+rule skeleton_maps:
+    input:
+        manifest=get_source_manifest,
+        pose_store="results/perception/{source}/pose/{shard}.npz",
+        pose_status="results/perception/{source}/pose/{shard}.parquet",
+    output:
+        store="results/perception/{source}/skeleton_maps/{shard}.npz",
+        status="results/perception/{source}/skeleton_maps/{shard}.parquet",
+    params:
+        options=get_skeleton_maps_options,
+        shards=PERCEPTION_SHARDS,
+    log:
+        "logs/skeleton_maps/{source}/{shard}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        shard=r"shard-\d{4}",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    shell:
+        "python -m pipeline.cli stage skeleton_maps --manifest {input.manifest} --shard {wildcards.shard}"
+        " --shards {params.shards} --store {output.store} --status {output.status}"
+        " --options {params.options:q} > {log} 2>&1"
