@@ -16,11 +16,16 @@ from pipeline.skeleton import SMPL24_INDEX, SMPL24_PARENTS
 # Segment lengths as fractions of standing height (anthropometric averages, Winter's tables, rounded).
 _BASE_FRACTIONS = {
     "pelvis_height": 0.530,  # floor → hip joint centre
-    "hip_half_width": 0.095,
+    # Half the distance between the hip JOINT centres (~0.1 H apart; Winter's 0.191 H is the external hip
+    # breadth, which put the legs a thigh's width too far apart and made every walker straddle).
+    "hip_half_width": 0.052,
     "thigh": 0.245,
     "shin": 0.246,
     "ankle_height": 0.039,
-    "foot": 0.110,  # ankle → ball of foot, horizontal
+    # Ankle → ball of the foot (the toe joint), horizontal. Not Winter's 0.152 H: that is heel-to-toe-tip
+    # length; the ball sits ~0.078 H ahead of the ankle (as in the CMU skeletons). Walking pivots on the ball,
+    # so a longer lever lifted the trailing hip at push-off and the leading heel could not reach the floor.
+    "foot": 0.078,
     "spine": 0.288,  # hip centre → neck base, split over spine1..spine3
     "neck": 0.052,
     "head": 0.070,  # neck top → head centre
@@ -126,8 +131,13 @@ class BodyShape:
         for side, z in (("left", -1.0), ("right", 1.0)):
             o[j[f"{side}_hip"]] = (0.0, 0.0, z * self.hip_half_width)
             o[j[f"{side}_knee"]] = (0.0, -self.thigh, 0.0)
-            o[j[f"{side}_ankle"]] = (0.0, -self.shin, 0.0)
-            o[j[f"{side}_foot"]] = (self.foot, -self.ankle_height * 0.6, 0.0)
+            # The foot is a capsule of radius r_foot from the ankle joint to the ball joint (the contact model
+            # of kinematics.foot_contact), so both sit r_foot above the floor: the capsule rests flat, its back
+            # end is the heel and it neither sinks in nor floats. The ankle joint is thus the capsule's axis, below the anatomical
+            # ankle (ankle_height): the shin segment takes up the difference and the leg length is unchanged.
+            # (A floating heel end made the walking leg effectively shorter on the heel than on the ball.)
+            o[j[f"{side}_ankle"]] = (0.0, -(self.shin + self.ankle_height - self.r_foot), 0.0)
+            o[j[f"{side}_foot"]] = (self.foot, 0.0, 0.0)
             o[j[f"{side}_collar"]] = (0.0, 0.22 * self.spine, z * self.collar)
             o[j[f"{side}_shoulder"]] = (0.0, -0.01, z * (self.shoulder_half_width - self.collar))
             o[j[f"{side}_elbow"]] = (0.0, -self.upper_arm, 0.0)

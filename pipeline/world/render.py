@@ -258,16 +258,15 @@ def _leg_prims(joints: np.ndarray, frames: _Frames, body: BodyShape, app: Appear
     axes = (frames.fwd, frames.hip_right, frames.up)
     thigh = _zones([(covered / body.thigh, bottom), (9.0, skin)], body.thigh, 0.4)
     shin = _zones([((covered - body.thigh) / body.shin, bottom), (9.0, skin)], body.shin, 0.3)
-    # The shoe: from the heel behind and below the ankle to the toe beyond the ball joint.
-    along = _orthogonal(foot - ankle, UP)
-    heel = ankle - 0.2 * body.foot * along
-    heel[:, 1] -= 0.5 * body.ankle_height
-    toe = foot + 0.1 * body.foot * along
-    toe[:, 1] = np.minimum(toe[:, 1], foot[:, 1])
+    # The shoe: the kinematics keep a capsule of radius r_foot from the ankle to the ball joint on the
+    # floor; the heel and toe extend it along the foot's own axis so it stays flat on the floor too.
+    along = _unit(foot - ankle)
+    heel = ankle - 0.25 * body.foot * along
+    toe = foot + 0.25 * body.foot * along
     return [
         _segment(hip, knee, body.r_thigh, 0.72 * body.r_thigh, f"upper_leg_{side}", thigh, *axes),
         _segment(knee, ankle, 1.1 * body.r_shin, 0.62 * body.r_shin, f"lower_leg_{side}", shin, *axes),
-        _segment(heel, toe, 1.15 * body.r_foot, 0.85 * body.r_foot, f"foot_{side}", _solid(app.shoes),
+        _segment(heel, toe, body.r_foot, 0.9 * body.r_foot, f"foot_{side}", _solid(app.shoes),
                  np.broadcast_to(UP, heel.shape), frames.hip_right, frames.up),
     ]  # fmt: skip
 
@@ -793,7 +792,7 @@ def _shadow_blobs(joints: np.ndarray, body: BodyShape) -> np.ndarray:
                        np.full(len(pelvis), 0.55)], -1)]
     for side in ("left", "right"):
         centre = 0.5 * (joints[:, J[f"{side}_ankle"]] + joints[:, J[f"{side}_foot"]])
-        lift = np.maximum(centre[:, 1] - body.ankle_height, 0.0)
+        lift = np.maximum(centre[:, 1] - body.r_foot, 0.0)
         blobs.append(np.stack([centre[:, 0], centre[:, 2], np.full(len(centre), 0.13), np.full(len(centre), 0.08),
                                0.7 * np.exp(-lift / 0.08)], -1))
     return np.stack(blobs, 1)  # fmt: skip
