@@ -262,4 +262,5 @@ def run_crops_stage(
         status_path=status,
         min_valid_frames=min_valid_frames,
         skip=upstream_errors([masks_status]),
+        compress=False,  # photographic crops barely compress with zlib and would cost minutes per shard
     )

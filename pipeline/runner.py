@@ -76,8 +76,11 @@ def upstream_errors(status_paths: Iterable[str | Path]) -> dict[str, str]:
     errors: dict[str, str] = {}
     for path in status_paths:
         for row in read_table(path, STAGE_STATUS).to_pylist():
-            if row["error"] is not None:
-                errors.setdefault(row["sequence_id"], f"{row['stage']}: {row['error']}")
+            error = row["error"]
+            if error is not None:
+                # A skip recorded upstream already names the stage where it started: pass it on as is.
+                inner = error[len("skipped (") : -1] if error.startswith("skipped (") else f"{row['stage']}: {error}"
+                errors.setdefault(row["sequence_id"], inner)
     return errors
 
 
@@ -91,6 +94,7 @@ def run_shard(
     status_path: str | Path,
     min_valid_frames: int = 1,
     skip: Mapping[str, str] | None = None,
+    compress: bool = True,
 ) -> list[dict]:
     """Run ``process`` on every row, write the frame store and the status table; return the status rows."""
     skip = skip or {}
@@ -118,7 +122,7 @@ def run_shard(
                 record.update(valid_frames=None, error=f"{type(err).__name__}: {err}")
         record["seconds"] = time.perf_counter() - start
         status.append(record)
-    write_frame_store(store_path, store)
+    write_frame_store(store_path, store, compress=compress)
     write_table(status, status_path, STAGE_STATUS)
     failed = [r for r in status if r["error"]]
     log.info("%s: %d sequences, %d with arrays, %d flagged", stage, len(status), len(store), len(failed))

@@ -1,0 +1,120 @@
+"""The workflow end to end on the tiny CI world, plus lint and dry-run checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.contracts import MANIFEST, read_frame_store, read_table
+from pipeline.runner import STAGE_STATUS
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
+
+
+def snakemake(workdir: Path, *args: str, config: Path = ROOT / ".test" / "config.yaml") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = snakemake(workdir, "-q")
+    if result.returncode != 0:
+        logs = "\n".join(p.read_text()[-2000:] for p in (workdir / "logs").rglob("*.log"))
+        pytest.fail(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}\n{logs}")
+    return workdir
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dry_run_lists_every_stage(tmp_path):
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr
+    for rule in ("world_spec", "render_world_shard", "index_world", "pose", "masks", "silhouettes", "skeleton_maps", "crops", "guidance"):
+        assert f"rule {rule}:" in result.stdout
+
+
+def test_malformed_config_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    text = (ROOT / ".test" / "config.yaml").read_text().replace("frames: 12", "frames: 12\n    framez: 3")
+    bad.write_text(text)
+    result = snakemake(tmp_path, "-n", config=bad)
+    assert result.returncode != 0
+    assert "framez" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_tiny_world_manifest(tiny_run):
+    world = json.loads((tiny_run / "results/world/tiny/world.json").read_text())
+    manifest = pl.from_arrow(read_table(tiny_run / "results/manifests/tiny.parquet", MANIFEST))
+    # 4 base identities + 1 motion-only twin, 3 conditions, 1 view.
+    assert len(world["identities"]) == 5 and manifest.height == 15
+    assert manifest["error"].null_count == manifest.height
+    assert set(manifest["role"]) == {"train", "gallery", "probe"}
+    assert (manifest.filter(pl.col("role") == "gallery")["condition"] == "nm-01").all()
+    assert (manifest["frame_count"] == 12).all() and (manifest["width"] == 128).all()
+    twin = manifest.filter(pl.col("subject") == "w005")["attributes"][0]
+    assert json.loads(twin)["twin_kind"] == "motion_only"
+    store = read_frame_store(manifest["path_groundtruth"][0])
+    assert store.get(manifest["sequence_id"][0], "keypoints2d").shape == (12, 17, 3)
+
+
+@pytest.mark.slow
+def test_tiny_world_perception(tiny_run):
+    base = tiny_run / "results/perception/tiny"
+    statuses = {}
+    for stage in ("pose", "masks", "silhouettes", "skeleton_maps", "crops", "guidance/openpose", "guidance/densepose", "guidance/smpl"):
+        tables = [pl.from_arrow(read_table(p, STAGE_STATUS)) for p in sorted((base / stage).glob("*.parquet"))]
+        statuses[stage] = pl.concat(tables)
+        assert statuses[stage].height == 15, stage
+    ok_pose = set(statuses["pose"].filter(pl.col("error").is_null())["sequence_id"])
+    assert len(ok_pose) >= 8, statuses["pose"]
+    # A sequence flagged upstream is skipped downstream with the upstream reason.
+    for stage in ("silhouettes", "skeleton_maps", "crops"):
+        ok = set(statuses[stage].filter(pl.col("error").is_null())["sequence_id"])
+        assert ok <= ok_pose
+        flagged = statuses[stage].filter(pl.col("error").is_not_null())
+        assert all("pose:" in e or "masks:" in e or "silhouettes" in e for e in flagged["error"])
+    sid = sorted(ok_pose)[0]
+    shard = next(p for p in (base / "silhouettes").glob("*.npz") if sid in read_frame_store(p))
+    sils = read_frame_store(shard).get(sid, "sil")
+    assert sils.shape == (12, 64, 64) and sils.dtype == np.uint8 and sils.max() == 255
+    maps = read_frame_store(base / "skeleton_maps" / shard.name).get(sid, "skeleton_map")
+    assert maps.shape == (12, 2, 64, 64)
+    crops = read_frame_store(base / "crops" / shard.name)
+    assert crops.get(sid, "rgb").shape[1:] == (448, 224, 3)
+    smpl = read_frame_store(base / "guidance/smpl" / shard.name).get(sid, "smpl_mm")
+    assert 2000 < np.median(smpl[..., 2]) < 12000  # camera-space depth in millimetres
+
+
+@pytest.mark.slow
+def test_rerun_is_a_no_op(tiny_run):
+    result = snakemake(tiny_run, "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_no_torchvision():
+    assert shutil.which("python") is not None
+    result = subprocess.run([sys.executable, "-c", "import torchvision"], capture_output=True)
+    assert result.returncode != 0, "torchvision is installed: it breaks diffusers on CPU torch"
