@@ -53,6 +53,49 @@ def _index_world(args: argparse.Namespace) -> None:
     index_world(args.spec, args.sheets, args.groundtruth, args.out)
 
 
+def _sweep_plan(args: argparse.Namespace) -> None:
+    from pipeline.sweep import run_plan
+
+    run_plan(
+        args.manifest,
+        args.pose_status,
+        args.pose_store,
+        dataset=args.dataset,
+        sweep=args.spec["sweep"],
+        scenario_conditions=args.spec.get("scenario_conditions", {}),
+        out=args.out,
+    )
+
+
+def _sweep_sheet(args: argparse.Namespace) -> None:
+    from pipeline.sweep import sweep_sheet
+
+    sweep_sheet(args.plans, args.models, args.out)
+
+
+def _generate(args: argparse.Namespace) -> None:
+    import pipeline.generators.builtin  # noqa: F401  (registers the built-in generators)
+    from pipeline.generate import run_generation_shard
+
+    try:
+        import pipeline.generators.posewarp  # noqa: F401
+        import pipeline.generators.upstream  # noqa: F401
+    except ImportError as err:  # an optional generator family that is not installed
+        logging.getLogger("pipeline.cli").debug("generator family not available: %s", err)
+    run_generation_shard(
+        plan=args.plan,
+        scenario=args.scenario,
+        shard=args.shard,
+        model=args.model,
+        spec=args.spec,
+        manifest=args.manifest,
+        pose_stores=args.pose,
+        mask_stores=args.masks,
+        videos=args.videos,
+        out=args.out,
+    )
+
+
 def _index(args: argparse.Namespace) -> None:
     from pipeline.index import index_external
 
@@ -150,6 +193,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="output frame store (.npz)")
     p.add_argument("--status", required=True, help="output status table (.parquet)")
     p.add_argument("--options", type=_spec, default={}, help="stage options as JSON (backend, inputs, ...)")
+
+    p = command("sweep-plan", _sweep_plan, "plan the generation jobs of a dataset (model-independent)")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--pose-status", nargs="+", required=True)
+    p.add_argument("--pose-store", nargs="+", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--spec", type=_spec, required=True, help='{"sweep": ..., "scenario_conditions": ...}')
+    p.add_argument("--out", required=True)
+
+    p = command("sweep-sheet", _sweep_sheet, "the full sweep sheet: every plan row for every model")
+    p.add_argument("--plans", nargs="+", required=True)
+    p.add_argument("--models", nargs="*", default=[])
+    p.add_argument("--out", required=True)
+
+    p = command("generate", _generate, "run one model on one shard of a scenario's jobs")
+    p.add_argument("--plan", required=True)
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--shard", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--spec", type=_spec, required=True, help="the model's config entry as JSON")
+    p.add_argument("--manifest", required=True, help="the real dataset's manifest")
+    p.add_argument("--pose", nargs="+", required=True, help="the real dataset's pose stores")
+    p.add_argument("--masks", nargs="+", required=True, help="the real dataset's mask stores")
+    p.add_argument("--videos", required=True)
+    p.add_argument("--out", required=True)
 
     p = command("index", _index, "index a dataset on disk into the manifest")
     p.add_argument("--spec", type=_spec, required=True, help="the dataset's config entry as JSON (plus 'name')")

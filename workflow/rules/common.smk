@@ -17,6 +17,13 @@ validate(config, schema="../schemas/config.schema.yaml")
 validate_config(config)  # fills nested defaults and checks cross-references (names the key on error)
 
 DATASETS = config["datasets"]
+CLUSTER = config["cluster"]
+# SLURM account / CPU partition for every CPU rule, only when the user configured them.
+CPU_RESOURCES = {
+    key: value
+    for key, value in (("slurm_account", CLUSTER["account"]), ("slurm_partition", CLUSTER["cpu_partition"]))
+    if value
+}
 WORLD_DATASETS = sorted(name for name, d in DATASETS.items() if d["kind"] == "world")
 EXTERNAL_DATASETS = sorted(name for name, d in DATASETS.items() if d["kind"] != "world")
 
@@ -57,6 +64,9 @@ def get_final_outputs():
     outputs = expand("results/manifests/{dataset}.parquet", dataset=sorted(DATASETS))
     for dataset in sorted(DATASETS):
         outputs += perception_outputs(dataset)
+        outputs += generation_outputs(dataset)
+    if SWEEP["models"]:
+        outputs.append("results/sweep/sweep.parquet")
     return outputs
 
 
@@ -67,8 +77,14 @@ PERCEPTION_SHARDS = PERCEPTION["shards"]
 GUIDANCE_FORMATS = PERCEPTION["guidance"]["formats"]
 
 
+def is_generated(source):
+    return source.startswith("gen/")
+
+
 def backends_of(source):
-    """Pose and mask backends for a source (a dataset's own sequences for now)."""
+    """Pose and mask backends of a source: a dataset's own sequences, or a shard of generated videos."""
+    if is_generated(source):
+        return dict(PERCEPTION["generated"])
     dataset = DATASETS[source]
     default = PERCEPTION["real"]
     return {
@@ -86,7 +102,14 @@ for _source in DATASETS:
 
 
 def get_source_manifest(wildcards):
+    if is_generated(wildcards.source):
+        return f"results/generated/{wildcards.source[len('gen/'):]}/manifest.parquet"
     return f"results/manifests/{wildcards.source}.parquet"
+
+
+def get_source_shards(wildcards):
+    """Perception shards of a source: one per generation shard (already sized), else the config's."""
+    return 1 if is_generated(wildcards.source) else PERCEPTION_SHARDS
 
 
 def stage_paths(stage, wildcards):
@@ -163,11 +186,98 @@ def get_guidance_options(wildcards):
     )
 
 
+PERCEPTION_STAGES = ["pose", "masks", "silhouettes", "skeleton_maps", "crops"]
+
+
 def perception_outputs(source):
+    if is_generated(source):
+        return expand("results/perception/{source}/{stage}/shard-0000.parquet", source=source, stage=PERCEPTION_STAGES)
     shards = shard_names(PERCEPTION_SHARDS)
-    stages = ["pose", "masks", "silhouettes", "skeleton_maps", "crops"]
-    outputs = expand("results/perception/{source}/{stage}/{shard}.parquet", source=source, stage=stages, shard=shards)
+    outputs = expand(
+        "results/perception/{source}/{stage}/{shard}.parquet", source=source, stage=PERCEPTION_STAGES, shard=shards
+    )
     outputs += expand(
         "results/perception/{source}/guidance/{fmt}/{shard}.parquet", source=source, fmt=GUIDANCE_FORMATS, shard=shards
     )
+    return outputs
+
+
+# ---- sweep and generation ---------------------------------------------------------------------
+
+SWEEP = config["sweep"]
+MODELS = config["models"]
+SCENARIOS = {s["name"]: s for s in SWEEP["scenarios"]}
+GEN_SHARDS = shard_names(SWEEP["shards"])
+for _model in SWEEP["models"]:
+    if _model not in MODELS:
+        raise ValueError(f"sweep/models: '{_model}' is not defined under `models`")
+for _name, _b in (("generated", PERCEPTION["generated"]),):
+    if _b.get("pose") == "groundtruth" or _b.get("masks") == "groundtruth":
+        raise ValueError("perception/generated: generated videos have no ground truth; use mediapipe or dwpose")
+
+
+def real_stage_files(dataset, stage, ext):
+    return expand(f"results/perception/{dataset}/{stage}/{{shard}}.{ext}", shard=shard_names(PERCEPTION_SHARDS))
+
+
+def get_plan_inputs(wildcards):
+    return {
+        "manifest": f"results/manifests/{wildcards.dataset}.parquet",
+        "pose_status": real_stage_files(wildcards.dataset, "pose", "parquet"),
+        "pose_store": real_stage_files(wildcards.dataset, "pose", "npz"),
+    }
+
+
+def get_plan_params(wildcards):
+    # The plan depends on the scenarios, not on the model list: adding a model never re-plans.
+    sweep = {k: v for k, v in SWEEP.items() if k != "models"}
+    conditions = DATASETS[wildcards.dataset].get("scenario_conditions", {})
+    return json.dumps({"sweep": sweep, "scenario_conditions": conditions}, sort_keys=True)
+
+
+def get_generation_inputs(wildcards):
+    return {
+        "plan": f"results/sweep/{wildcards.dataset}/plan.parquet",
+        "manifest": f"results/manifests/{wildcards.dataset}.parquet",
+        "pose": real_stage_files(wildcards.dataset, "pose", "npz"),
+        "masks": real_stage_files(wildcards.dataset, "masks", "npz"),
+    }
+
+
+def get_model_spec(wildcards):
+    return json.dumps(MODELS[wildcards.model], sort_keys=True)
+
+
+def model_resource(name, scale_with_attempt=False):
+    def resource(wildcards, attempt):
+        value = MODELS[wildcards.model].get("resources", {}).get(name, {"gpu": 0, "mem_mb": 4000, "runtime": 60}[name])
+        if name == "gpu" and not value:
+            return None  # CPU model: request no GPU at all
+        return value * attempt if scale_with_attempt else value
+
+    return resource
+
+
+def uses_gpu(wildcards):
+    return bool(MODELS[wildcards.model].get("resources", {}).get("gpu", 0))
+
+
+def get_model_partition(wildcards):
+    return CLUSTER["gpu_partition"] if uses_gpu(wildcards) else CLUSTER["cpu_partition"]
+
+
+def get_model_gpu_model(wildcards):
+    return CLUSTER["gpu_model"] if uses_gpu(wildcards) else None
+
+
+def generated_sources(dataset, model):
+    return [f"gen/{dataset}/{model}/{s['task']}/{s['name']}/{shard}" for s in SWEEP["scenarios"] for shard in GEN_SHARDS]
+
+
+def generation_outputs(dataset):
+    outputs = [f"results/sweep/{dataset}/plan.parquet"]
+    for model in SWEEP["models"]:
+        for source in generated_sources(dataset, model):
+            outputs.append(f"results/generated/{source[len('gen/'):]}/manifest.parquet")
+            outputs += perception_outputs(source)
     return outputs

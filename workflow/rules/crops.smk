@@ -11,7 +11,7 @@ rule crops:
         status="results/perception/{source}/crops/{shard}.parquet",
     params:
         options=get_crops_options,
-        shards=PERCEPTION_SHARDS,
+        shards=get_source_shards,
     log:
         "logs/crops/{source}/{shard}.log",
     conda:
@@ -22,6 +22,7 @@ rule crops:
     resources:
         mem_mb=6000,
         runtime=120,
+        **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage crops --manifest {input.manifest} --shard {wildcards.shard}"
         " --shards {params.shards} --store {output.store} --status {output.status}"

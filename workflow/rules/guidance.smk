@@ -12,7 +12,7 @@ rule guidance:
         status="results/perception/{source}/guidance/{fmt}/{shard}.parquet",
     params:
         options=get_guidance_options,
-        shards=PERCEPTION_SHARDS,
+        shards=get_source_shards,
     log:
         "logs/guidance/{source}/{fmt}/{shard}.log",
     conda:
@@ -24,6 +24,7 @@ rule guidance:
     resources:
         mem_mb=6000,
         runtime=120,
+        **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage guidance --manifest {input.manifest} --shard {wildcards.shard}"
         " --shards {params.shards} --store {output.store} --status {output.status}"

@@ -9,6 +9,8 @@ rule index_world:
         "results/manifests/{dataset}.parquet",
     log:
         "logs/index_world/{dataset}.log",
+    resources:
+        **CPU_RESOURCES,
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
@@ -25,6 +27,8 @@ rule index_dataset:
         spec=get_dataset_spec,
     log:
         "logs/index_dataset/{dataset}.log",
+    resources:
+        **CPU_RESOURCES,
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

@@ -9,7 +9,7 @@ rule masks:
         status="results/perception/{source}/masks/{shard}.parquet",
     params:
         options=get_masks_options,
-        shards=PERCEPTION_SHARDS,
+        shards=get_source_shards,
     log:
         "logs/masks/{source}/{shard}.log",
     conda:
@@ -20,6 +20,7 @@ rule masks:
     resources:
         mem_mb=6000,
         runtime=120,
+        **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage masks --manifest {input.manifest} --shard {wildcards.shard}"
         " --shards {params.shards} --store {output.store} --status {output.status}"

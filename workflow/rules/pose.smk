@@ -9,7 +9,7 @@ rule pose:
         status="results/perception/{source}/pose/{shard}.parquet",
     params:
         options=get_pose_options,
-        shards=PERCEPTION_SHARDS,
+        shards=get_source_shards,
     log:
         "logs/pose/{source}/{shard}.log",
     conda:
@@ -20,6 +20,7 @@ rule pose:
     resources:
         mem_mb=6000,
         runtime=120,
+        **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage pose --manifest {input.manifest} --shard {wildcards.shard}"
         " --shards {params.shards} --store {output.store} --status {output.status}"

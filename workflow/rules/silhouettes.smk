@@ -11,7 +11,7 @@ rule silhouettes:
         status="results/perception/{source}/silhouettes/{shard}.parquet",
     params:
         options=get_silhouettes_options,
-        shards=PERCEPTION_SHARDS,
+        shards=get_source_shards,
     log:
         "logs/silhouettes/{source}/{shard}.log",
     conda:
@@ -22,6 +22,7 @@ rule silhouettes:
     resources:
         mem_mb=6000,
         runtime=120,
+        **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage silhouettes --manifest {input.manifest} --shard {wildcards.shard}"
         " --shards {params.shards} --store {output.store} --status {output.status}"

@@ -11,7 +11,7 @@ rule skeleton_maps:
         status="results/perception/{source}/skeleton_maps/{shard}.parquet",
     params:
         options=get_skeleton_maps_options,
-        shards=PERCEPTION_SHARDS,
+        shards=get_source_shards,
     log:
         "logs/skeleton_maps/{source}/{shard}.log",
     conda:
@@ -22,6 +22,7 @@ rule skeleton_maps:
     resources:
         mem_mb=6000,
         runtime=120,
+        **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage skeleton_maps --manifest {input.manifest} --shard {wildcards.shard}"
         " --shards {params.shards} --store {output.store} --status {output.status}"

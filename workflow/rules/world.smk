@@ -34,6 +34,7 @@ rule render_world_shard:
     resources:
         mem_mb=4000,
         runtime=30,
+        **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli world-render --spec {input.spec} --shard {wildcards.shard}"
         " --sheet {output.sheet} --groundtruth {output.groundtruth} --videos {output.videos} > {log} 2>&1"

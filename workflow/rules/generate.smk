@@ -1,0 +1,34 @@
+# Stage "generate": one model on one shard of one scenario's jobs, loading the model once
+# (pipeline/generate.py). GPU, memory and time come from models.<name>.resources; a retried job
+# gets more memory and time.
+
+
+rule generate:
+    input:
+        unpack(get_generation_inputs),
+    output:
+        manifest="results/generated/{dataset}/{model}/{task}/{scenario}/{shard}/manifest.parquet",
+        videos=directory("results/generated/{dataset}/{model}/{task}/{scenario}/{shard}/videos"),
+    params:
+        spec=get_model_spec,
+    log:
+        "logs/generate/{dataset}/{model}/{task}/{scenario}/{shard}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        task="restoration|transfer",
+        shard=r"shard-\d{4}",
+    threads: 1
+    retries: 1
+    resources:
+        gpu=model_resource("gpu"),
+        mem_mb=model_resource("mem_mb", scale_with_attempt=True),
+        runtime=model_resource("runtime", scale_with_attempt=True),
+        gpu_model=get_model_gpu_model,
+        slurm_partition=get_model_partition,
+        slurm_account=CLUSTER["account"],
+    shell:
+        "python -m pipeline.cli generate --plan {input.plan} --scenario {wildcards.scenario}"
+        " --shard {wildcards.shard} --model {wildcards.model} --spec {params.spec:q}"
+        " --manifest {input.manifest} --pose {input.pose} --masks {input.masks}"
+        " --videos {output.videos} --out {output.manifest} > {log} 2>&1"

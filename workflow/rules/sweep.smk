@@ -1,0 +1,37 @@
+# Stage "sweep": the model-independent generation plan of a dataset (pipeline/sweep.py).
+
+
+rule sweep_plan:
+    input:
+        unpack(get_plan_inputs),
+    output:
+        "results/sweep/{dataset}/plan.parquet",
+    params:
+        spec=get_plan_params,
+    log:
+        "logs/sweep_plan/{dataset}.log",
+    resources:
+        **CPU_RESOURCES,
+    conda:
+        "../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.cli sweep-plan --manifest {input.manifest} --pose-status {input.pose_status}"
+        " --pose-store {input.pose_store} --dataset {wildcards.dataset} --spec {params.spec:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule sweep_sheet:
+    input:
+        plans=expand("results/sweep/{dataset}/plan.parquet", dataset=sorted(DATASETS)),
+    output:
+        "results/sweep/sweep.parquet",
+    params:
+        models=SWEEP["models"],
+    log:
+        "logs/sweep_sheet.log",
+    resources:
+        **CPU_RESOURCES,
+    conda:
+        "../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.cli sweep-sheet --plans {input.plans} --models {params.models} --out {output} > {log} 2>&1"
