@@ -58,8 +58,7 @@ def _sweep_plan(args: argparse.Namespace) -> None:
 
     run_plan(
         args.manifest,
-        args.pose_status,
-        args.pose_store,
+        args.pose_summary,
         dataset=args.dataset,
         sweep=args.spec["sweep"],
         scenario_conditions=args.spec.get("scenario_conditions", {}),
@@ -89,11 +88,17 @@ def _generate(args: argparse.Namespace) -> None:
         model=args.model,
         spec=args.spec,
         manifest=args.manifest,
-        pose_stores=args.pose,
-        mask_stores=args.masks,
+        pose_summary=args.pose,
+        masks_summary=args.masks,
         videos=args.videos,
         out=args.out,
     )
+
+
+def _summarise(args: argparse.Namespace) -> None:
+    from pipeline.runner import summarise
+
+    summarise(args.statuses, args.out)
 
 
 def _index(args: argparse.Namespace) -> None:
@@ -196,8 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("sweep-plan", _sweep_plan, "plan the generation jobs of a dataset (model-independent)")
     p.add_argument("--manifest", required=True)
-    p.add_argument("--pose-status", nargs="+", required=True)
-    p.add_argument("--pose-store", nargs="+", required=True)
+    p.add_argument("--pose-summary", required=True, help="the pose stage's summary table of the dataset")
     p.add_argument("--dataset", required=True)
     p.add_argument("--spec", type=_spec, required=True, help='{"sweep": ..., "scenario_conditions": ...}')
     p.add_argument("--out", required=True)
@@ -214,9 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--spec", type=_spec, required=True, help="the model's config entry as JSON")
     p.add_argument("--manifest", required=True, help="the real dataset's manifest")
-    p.add_argument("--pose", nargs="+", required=True, help="the real dataset's pose stores")
-    p.add_argument("--masks", nargs="+", required=True, help="the real dataset's mask stores")
+    p.add_argument("--pose", required=True, help="the real dataset's pose stage summary")
+    p.add_argument("--masks", required=True, help="the real dataset's masks stage summary")
     p.add_argument("--videos", required=True)
+    p.add_argument("--out", required=True)
+
+    p = command("summarise", _summarise, "one summary table over all shards of a stage")
+    p.add_argument("--statuses", nargs="+", required=True)
     p.add_argument("--out", required=True)
 
     p = command("index", _index, "index a dataset on disk into the manifest")

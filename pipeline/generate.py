@@ -29,18 +29,12 @@ log = logging.getLogger(__name__)
 class RealSource:
     """The real dataset a plan refers to: its manifest and its pose / masks stores (all shards)."""
 
-    def __init__(self, manifest: str, pose_stores: list[str], mask_stores: list[str]):
-        self.rows = {r["sequence_id"]: r for r in read_table(manifest, MANIFEST).to_pylist()}
-        self.pose = self._index(pose_stores)
-        self.masks = self._index(mask_stores)
+    def __init__(self, manifest: str, pose_summary: str, masks_summary: str):
+        from pipeline.runner import stores_by_sequence
 
-    @staticmethod
-    def _index(paths: list[str]) -> dict[str, str]:
-        where = {}
-        for path in paths:
-            for sid in read_frame_store(path, fields=["valid"]).sequence_ids:
-                where[sid] = path
-        return where
+        self.rows = {r["sequence_id"]: r for r in read_table(manifest, MANIFEST).to_pylist()}
+        self.pose = stores_by_sequence(pose_summary)
+        self.masks = stores_by_sequence(masks_summary)
 
     def field(self, kind: str, sequence_id: str, name: str) -> np.ndarray:
         paths = self.pose if kind == "pose" else self.masks
@@ -128,8 +122,8 @@ def run_generation_shard(
     model: str,
     spec: dict,
     manifest: str,
-    pose_stores: list[str],
-    mask_stores: list[str],
+    pose_summary: str,
+    masks_summary: str,
     videos: str,
     out: str,
 ) -> Path:
@@ -137,7 +131,7 @@ def run_generation_shard(
     from pipeline.io.video import write_video
 
     jobs = [j for j in read_table(plan, PLAN).to_pylist() if j["scenario"] == scenario and j["shard"] == shard]
-    source = RealSource(manifest, pose_stores, mask_stores)
+    source = RealSource(manifest, pose_summary, masks_summary)
     options = {k: v for k, v in spec.items() if k not in {"generator", "resources"}}
     generator = make_generator(spec["generator"], **options)
     generator.load()  # a missing checkout or env fails here, before any job (and any GPU time)

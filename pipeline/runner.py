@@ -52,6 +52,37 @@ STAGE_STATUS = register(
 )
 
 
+STAGE_SUMMARY = register(
+    Contract(
+        name="stage_summary",
+        schema=pa.schema([*STAGE_STATUS.schema, pa.field("store", pa.string(), nullable=False)]),
+        allowed_values={},
+        unique_key=("stage", "sequence_id"),
+    )
+)
+
+
+def summarise(statuses: Iterable[str | Path], out: str | Path) -> Path:
+    """One table for all shards of a stage: every status row plus the frame store that holds it.
+
+    Consumers that need a whole source (the sweep plan, generation) depend on this single file instead
+    of on every shard's outputs, which keeps their DAG edges O(1) instead of O(shards).
+    """
+    rows = []
+    for status in statuses:
+        store = str(Path(status).with_suffix(".npz"))
+        if not Path(store).is_file():
+            raise FileNotFoundError(f"{status}: its frame store {store} is missing")
+        rows.extend({**row, "store": store} for row in read_table(status, STAGE_STATUS).to_pylist())
+    return write_table(rows, out, STAGE_SUMMARY)
+
+
+def stores_by_sequence(summary: str | Path) -> dict[str, str]:
+    """sequence_id → frame store path, for the sequences a stage stored arrays for."""
+    table = read_table(summary, STAGE_SUMMARY).to_pylist()
+    return {r["sequence_id"]: r["store"] for r in table if r["valid_frames"] is not None}
+
+
 class SkipSequence(Exception):
     """Raised by a stage's per-sequence function for an expected, explainable skip."""
 

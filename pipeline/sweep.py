@@ -149,14 +149,14 @@ def choose_reference(scenario: dict, driving: dict, by_subject: dict[str, list[d
     return sorted(pool, key=lambda r: r["sequence_id"])[0] if pool else None
 
 
-def run_plan(manifest: str, pose_statuses: list[str], pose_stores: list[str], *, dataset: str, sweep: dict, scenario_conditions: dict, out: str) -> Path:
+def run_plan(manifest: str, pose_summary: str, *, dataset: str, sweep: dict, scenario_conditions: dict, out: str) -> Path:
     from pipeline.contracts import read_frame_store
-    from pipeline.runner import STAGE_STATUS
+    from pipeline.runner import STAGE_SUMMARY
 
     rows = read_table(manifest, MANIFEST).to_pylist()
-    status = [r for p in pose_statuses for r in read_table(p, STAGE_STATUS).to_pylist()]
+    status = read_table(pose_summary, STAGE_SUMMARY).to_pylist()
     valid: dict[str, np.ndarray] = {}
-    for path in pose_stores:
+    for path in sorted({r["store"] for r in status}):
         store = read_frame_store(path, fields=["valid"])
         valid.update({sid: store.get(sid, "valid") for sid in store.sequence_ids})
     usable = valid_frames(status, valid)

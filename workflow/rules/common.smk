@@ -1,7 +1,9 @@
 # Configuration validation, shared constants and input functions (no rules here).
 import json
 import sys
+from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace as Namespace
 
 from snakemake.utils import validate
 
@@ -107,9 +109,15 @@ def get_source_manifest(wildcards):
     return f"results/manifests/{wildcards.source}.parquet"
 
 
-def get_source_shards(wildcards):
+def shards_of(source):
     """Perception shards of a source: one per generation shard (already sized), else the config's."""
-    return 1 if is_generated(wildcards.source) else PERCEPTION_SHARDS
+    if is_generated(source):
+        return 1
+    return DATASETS[source].get("perception_shards", PERCEPTION_SHARDS)
+
+
+def get_source_shards(wildcards):
+    return shards_of(wildcards.source)
 
 
 def stage_paths(stage, wildcards):
@@ -122,6 +130,12 @@ def options_json(**options):
 
 
 def get_pose_options(wildcards):
+    return _get_pose_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+
+
+@lru_cache(maxsize=None)
+def _get_pose_options(source, shard, fmt):
+    wildcards = Namespace(source=source, shard=shard, fmt=fmt)
     backends = backends_of(wildcards.source)
     return options_json(
         backend=backends["pose"],
@@ -140,6 +154,12 @@ def get_masks_inputs(wildcards):
 
 
 def get_masks_options(wildcards):
+    return _get_masks_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+
+
+@lru_cache(maxsize=None)
+def _get_masks_options(source, shard, fmt):
+    wildcards = Namespace(source=source, shard=shard, fmt=fmt)
     backend = backends_of(wildcards.source)["masks"]
     extra = stage_paths("pose", wildcards) if backend == "from_pose" else {}
     return options_json(
@@ -152,6 +172,12 @@ def get_masks_options(wildcards):
 
 
 def get_silhouettes_options(wildcards):
+    return _get_silhouettes_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+
+
+@lru_cache(maxsize=None)
+def _get_silhouettes_options(source, shard, fmt):
+    wildcards = Namespace(source=source, shard=shard, fmt=fmt)
     export = PERCEPTION["silhouettes"]["export_opengait"]
     return options_json(
         min_valid_frames=PERCEPTION["min_valid_frames"],
@@ -161,6 +187,12 @@ def get_silhouettes_options(wildcards):
 
 
 def get_skeleton_maps_options(wildcards):
+    return _get_skeleton_maps_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+
+
+@lru_cache(maxsize=None)
+def _get_skeleton_maps_options(source, shard, fmt):
+    wildcards = Namespace(source=source, shard=shard, fmt=fmt)
     return options_json(
         min_valid_frames=PERCEPTION["min_valid_frames"],
         sigma=PERCEPTION["skeleton_maps"]["sigma"],
@@ -169,6 +201,12 @@ def get_skeleton_maps_options(wildcards):
 
 
 def get_crops_options(wildcards):
+    return _get_crops_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+
+
+@lru_cache(maxsize=None)
+def _get_crops_options(source, shard, fmt):
+    wildcards = Namespace(source=source, shard=shard, fmt=fmt)
     crops = PERCEPTION["crops"]
     return options_json(
         min_valid_frames=PERCEPTION["min_valid_frames"],
@@ -178,6 +216,12 @@ def get_crops_options(wildcards):
 
 
 def get_guidance_options(wildcards):
+    return _get_guidance_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+
+
+@lru_cache(maxsize=None)
+def _get_guidance_options(source, shard, fmt):
+    wildcards = Namespace(source=source, shard=shard, fmt=fmt)
     return options_json(
         guidance_format=wildcards.fmt,
         min_valid_frames=PERCEPTION["min_valid_frames"],
@@ -192,7 +236,7 @@ PERCEPTION_STAGES = ["pose", "masks", "silhouettes", "skeleton_maps", "crops"]
 def perception_outputs(source):
     if is_generated(source):
         return expand("results/perception/{source}/{stage}/shard-0000.parquet", source=source, stage=PERCEPTION_STAGES)
-    shards = shard_names(PERCEPTION_SHARDS)
+    shards = shard_names(shards_of(source))
     outputs = expand(
         "results/perception/{source}/{stage}/{shard}.parquet", source=source, stage=PERCEPTION_STAGES, shard=shards
     )
@@ -216,15 +260,15 @@ for _name, _b in (("generated", PERCEPTION["generated"]),):
         raise ValueError("perception/generated: generated videos have no ground truth; use mediapipe or dwpose")
 
 
-def real_stage_files(dataset, stage, ext):
-    return expand(f"results/perception/{dataset}/{stage}/{{shard}}.{ext}", shard=shard_names(PERCEPTION_SHARDS))
+def get_summary_inputs(wildcards):
+    shards = shard_names(shards_of(wildcards.source))
+    return expand(f"results/perception/{wildcards.source}/{wildcards.stage}/{{shard}}.parquet", shard=shards)
 
 
 def get_plan_inputs(wildcards):
     return {
         "manifest": f"results/manifests/{wildcards.dataset}.parquet",
-        "pose_status": real_stage_files(wildcards.dataset, "pose", "parquet"),
-        "pose_store": real_stage_files(wildcards.dataset, "pose", "npz"),
+        "pose": f"results/perception/{wildcards.dataset}/pose/summary.parquet",
     }
 
 
@@ -239,8 +283,8 @@ def get_generation_inputs(wildcards):
     return {
         "plan": f"results/sweep/{wildcards.dataset}/plan.parquet",
         "manifest": f"results/manifests/{wildcards.dataset}.parquet",
-        "pose": real_stage_files(wildcards.dataset, "pose", "npz"),
-        "masks": real_stage_files(wildcards.dataset, "masks", "npz"),
+        "pose": f"results/perception/{wildcards.dataset}/pose/summary.parquet",
+        "masks": f"results/perception/{wildcards.dataset}/masks/summary.parquet",
     }
 
 

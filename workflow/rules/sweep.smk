@@ -15,8 +15,8 @@ rule sweep_plan:
     conda:
         "../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.cli sweep-plan --manifest {input.manifest} --pose-status {input.pose_status}"
-        " --pose-store {input.pose_store} --dataset {wildcards.dataset} --spec {params.spec:q}"
+        "python -m pipeline.cli sweep-plan --manifest {input.manifest} --pose-summary {input.pose}"
+        " --dataset {wildcards.dataset} --spec {params.spec:q}"
         " --out {output} > {log} 2>&1"
 
 

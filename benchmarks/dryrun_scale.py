@@ -1,0 +1,107 @@
+"""Dry-run of a full-size study: 16,000 generated videos, with manifests of the real datasets' sizes.
+
+4 upstream models × 2 datasets (SUSTech1K: 25,239 sequences, CCGR-MINI: 47,884) × 250 identities ×
+4 task-scenarios × 2 sequences = 16,000 videos. No real data is needed: the benchmark writes the two
+manifests (what the index stage would produce) into a scratch working directory, marks them as
+existing outputs, and times `snakemake -n --quiet` (DAG construction for everything downstream),
+reporting wall time and peak memory of the snakemake process. Target: ≤ 5 s on 2 cores.
+
+    python benchmarks/dryrun_scale.py [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from pipeline.contracts import MANIFEST, write_table
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"sustech1k": (1050, 25_239), "ccgr_mini": (970, 47_884)}
+MODELS = ("magicanimate", "animateanyone", "unianimate", "mtvcrafter")
+
+
+def fake_manifest(dataset: str, subjects: int, sequences: int) -> list[dict]:
+    rows = []
+    per_subject = sequences // subjects + 1
+    for i in range(sequences):
+        subject = f"{i // per_subject:04d}"
+        condition = f"{(i % per_subject) // 3:02d}-nm"
+        view = f"{(i % 3) * 45:03d}"
+        rows.append(
+            {
+                "dataset": dataset,
+                "subject": subject,
+                "condition": condition,
+                "view": view,
+                "sequence_id": f"{subject}/{condition}/{view}",
+                "split": "train" if int(subject) < 250 else "test",
+                "role": "train" if int(subject) < 250 else ("gallery" if condition.startswith("00") else "probe"),
+                "path_video": f"/data/{dataset}/{subject}/{condition}/{view}.mp4",
+                "frame_count": 60,
+            }
+        )
+    return rows
+
+
+def study_config() -> dict:
+    return {
+        "study": "fullsize",
+        "datasets": {
+            "sustech1k": {"kind": "sustech1k", "root": "/data/SUSTech1K", "partition": "/data/SUSTech1K.json",
+                          "perception_shards": 100},
+            "ccgr_mini": {"kind": "ccgr_mini", "root": "/data/CCGR-MINI", "partition": "/data/CCGR-MINI.json",
+                          "perception_shards": 200},
+        },
+        # ~250 real sequences per perception job (a few minutes of mediapipe); 100 generated videos per
+        # generation job. The upstream adapters render their own guidance, so no separate guidance jobs.
+        "perception": {"real": {"pose": "mediapipe", "masks": "from_pose"}, "guidance": {"formats": []}},
+        "models": {
+            m: {"generator": m, "checkout": f"/opt/{m}", "python": f"/opt/envs/{m}/bin/python",
+                "resources": {"gpu": 1, "mem_mb": 32000, "runtime": 240}}
+            for m in MODELS
+        },  # fmt: skip
+        "sweep": {"models": list(MODELS), "identities": 250, "sequences_per_identity": 2, "shards": 5},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", help="working directory to use (kept afterwards)")
+    args = parser.parse_args()
+    workdir = Path(args.keep or tempfile.mkdtemp(prefix="dryrun-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    for dataset, (subjects, sequences) in SIZES.items():
+        write_table(fake_manifest(dataset, subjects, sequences), workdir / f"results/manifests/{dataset}.parquet", MANIFEST)
+    config = workdir / "config.yaml"
+    config.write_text(yaml.safe_dump(study_config()))
+    shutil.rmtree(workdir / ".snakemake", ignore_errors=True)
+    videos = len(MODELS) * len(SIZES) * 250 * 4 * 2
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow/Snakefile"),
+        "--directory", str(workdir), "--configfile", str(config), "-n", "--quiet", "--cores", "2",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if result.returncode != 0:
+        raise SystemExit(result.stdout[-3000:] + result.stderr[-3000:])
+    # A second, untimed run that prints the job table (printing costs time of its own).
+    stats = subprocess.run([*command[:-4], "-n", "--quiet", "rules", "--cores", "2"], capture_output=True, text=True)
+    jobs = next((line.split()[-1] for line in stats.stdout.splitlines() if line.startswith("total")), "?")
+    print(f"full-size dry-run: {videos} generated videos, {jobs} jobs in the DAG")
+    print(f"wall time {seconds:.2f} s (target <= 5 s), peak RSS {peak_mb:.0f} MB")
+    print(f"ratio to target: {seconds / 5.0:.2f}")
+
+
+if __name__ == "__main__":
+    main()

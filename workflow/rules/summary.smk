@@ -1,0 +1,19 @@
+# Stage "summary": one table over all shards of a per-sequence stage (pipeline/runner.py), so that
+# consumers of a whole source depend on one file rather than on every shard's outputs.
+
+
+rule stage_summary:
+    input:
+        get_summary_inputs,
+    output:
+        "results/perception/{source}/{stage}/summary.parquet",
+    log:
+        "logs/stage_summary/{source}/{stage}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        stage="pose|masks|silhouettes|skeleton_maps|crops",
+    resources:
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli summarise --statuses {input} --out {output} > {log} 2>&1"
