@@ -132,7 +132,8 @@ def run_generation_shard(
 
     jobs = [j for j in read_table(plan, PLAN).to_pylist() if j["scenario"] == scenario and j["shard"] == shard]
     source = RealSource(manifest, pose_summary, masks_summary)
-    options = {k: v for k, v in spec.items() if k not in {"generator", "resources"}}
+    # Constructor options are the model's setup (checkout, env, weights); `params` go to every job.
+    options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params"}}
     generator = make_generator(spec["generator"], **options)
     generator.load()  # a missing checkout or env fails here, before any job (and any GPU time)
     videos_dir = Path(videos)

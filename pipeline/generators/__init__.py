@@ -11,3 +11,7 @@ from pipeline.generators.base import (  # noqa: F401
     make_generator,
     register_generator,
 )
+
+# Importing the package registers the built-in generators (the upstream adapters register in
+# pipeline.generators.upstream, imported by the generate stage).
+from pipeline.generators import builtin, posewarp  # noqa: E402, F401
