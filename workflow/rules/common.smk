@@ -130,7 +130,7 @@ def options_json(**options):
 
 
 def get_pose_options(wildcards):
-    return _get_pose_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+    return _get_pose_options(wildcards.source, wildcards.get("shard") or "shard-0000", wildcards.get("fmt"))
 
 
 @lru_cache(maxsize=None)
@@ -154,7 +154,7 @@ def get_masks_inputs(wildcards):
 
 
 def get_masks_options(wildcards):
-    return _get_masks_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+    return _get_masks_options(wildcards.source, wildcards.get("shard") or "shard-0000", wildcards.get("fmt"))
 
 
 @lru_cache(maxsize=None)
@@ -172,7 +172,7 @@ def _get_masks_options(source, shard, fmt):
 
 
 def get_silhouettes_options(wildcards):
-    return _get_silhouettes_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+    return _get_silhouettes_options(wildcards.source, wildcards.get("shard") or "shard-0000", wildcards.get("fmt"))
 
 
 @lru_cache(maxsize=None)
@@ -187,7 +187,7 @@ def _get_silhouettes_options(source, shard, fmt):
 
 
 def get_skeleton_maps_options(wildcards):
-    return _get_skeleton_maps_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+    return _get_skeleton_maps_options(wildcards.source, wildcards.get("shard") or "shard-0000", wildcards.get("fmt"))
 
 
 @lru_cache(maxsize=None)
@@ -201,7 +201,7 @@ def _get_skeleton_maps_options(source, shard, fmt):
 
 
 def get_crops_options(wildcards):
-    return _get_crops_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+    return _get_crops_options(wildcards.source, wildcards.get("shard") or "shard-0000", wildcards.get("fmt"))
 
 
 @lru_cache(maxsize=None)
@@ -216,7 +216,7 @@ def _get_crops_options(source, shard, fmt):
 
 
 def get_guidance_options(wildcards):
-    return _get_guidance_options(wildcards.source, wildcards.get('shard'), wildcards.get('fmt'))
+    return _get_guidance_options(wildcards.source, wildcards.get("shard") or "shard-0000", wildcards.get("fmt"))
 
 
 @lru_cache(maxsize=None)

@@ -18,6 +18,7 @@ rule guidance:
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
+        source=r"[^/]+",
         shard=r"shard-\d{4}",
         fmt="openpose|densepose|smpl",
     threads: 1

@@ -15,6 +15,7 @@ rule pose:
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
+        source=r"[^/]+",
         shard=r"shard-\d{4}",
     threads: 1
     resources:

@@ -17,6 +17,7 @@ rule silhouettes:
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
+        source=r"[^/]+",
         shard=r"shard-\d{4}",
     threads: 1
     resources:

@@ -1,0 +1,48 @@
+# Perception of generated videos: the same five stages and the same code as for real sources
+# (pipeline/pose.py, masks.py, silhouettes.py, skeleton_maps.py, crops.py), chained in one job per
+# generation shard so the DAG gains one job, not five, per shard of ~100 generated videos.
+
+
+rule perceive_generated:
+    input:
+        manifest=get_source_manifest,
+    output:
+        pose_store="results/perception/{source}/pose/shard-0000.npz",
+        pose_status="results/perception/{source}/pose/shard-0000.parquet",
+        masks_store="results/perception/{source}/masks/shard-0000.npz",
+        masks_status="results/perception/{source}/masks/shard-0000.parquet",
+        silhouettes_store="results/perception/{source}/silhouettes/shard-0000.npz",
+        silhouettes_status="results/perception/{source}/silhouettes/shard-0000.parquet",
+        skeleton_maps_store="results/perception/{source}/skeleton_maps/shard-0000.npz",
+        skeleton_maps_status="results/perception/{source}/skeleton_maps/shard-0000.parquet",
+        crops_store="results/perception/{source}/crops/shard-0000.npz",
+        crops_status="results/perception/{source}/crops/shard-0000.parquet",
+    params:
+        pose=get_pose_options,
+        masks=get_masks_options,
+        silhouettes=get_silhouettes_options,
+        skeleton_maps=get_skeleton_maps_options,
+        crops=get_crops_options,
+    log:
+        "logs/perceive_generated/{source}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        source=r"gen/.+",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=120,
+        **CPU_RESOURCES,
+    shell:
+        "(python -m pipeline.cli stage pose --manifest {input.manifest} --shard shard-0000 --shards 1"
+        " --store {output.pose_store} --status {output.pose_status} --options {params.pose:q}"
+        " && python -m pipeline.cli stage masks --manifest {input.manifest} --shard shard-0000 --shards 1"
+        " --store {output.masks_store} --status {output.masks_status} --options {params.masks:q}"
+        " && python -m pipeline.cli stage silhouettes --manifest {input.manifest} --shard shard-0000 --shards 1"
+        " --store {output.silhouettes_store} --status {output.silhouettes_status} --options {params.silhouettes:q}"
+        " && python -m pipeline.cli stage skeleton_maps --manifest {input.manifest} --shard shard-0000 --shards 1"
+        " --store {output.skeleton_maps_store} --status {output.skeleton_maps_status}"
+        " --options {params.skeleton_maps:q}"
+        " && python -m pipeline.cli stage crops --manifest {input.manifest} --shard shard-0000 --shards 1"
+        " --store {output.crops_store} --status {output.crops_status} --options {params.crops:q}) > {log} 2>&1"
