@@ -73,14 +73,8 @@ def _sweep_sheet(args: argparse.Namespace) -> None:
 
 
 def _generate(args: argparse.Namespace) -> None:
-    import pipeline.generators.builtin  # noqa: F401  (registers the built-in generators)
     from pipeline.generate import run_generation_shard
 
-    try:
-        import pipeline.generators.posewarp  # noqa: F401
-        import pipeline.generators.upstream  # noqa: F401
-    except ImportError as err:  # an optional generator family that is not installed
-        logging.getLogger("pipeline.cli").debug("generator family not available: %s", err)
     run_generation_shard(
         plan=args.plan,
         scenario=args.scenario,

@@ -267,7 +267,9 @@ class UpstreamConfig:
 # Parameters: DEFAULTS, config overrides, per-job overrides
 
 # Keys with a numeric meaning shared by the adapters, checked wherever they occur.
-_POSITIVE_INT = ("steps", "window", "frame_interval", "size", "width", "height", "detect_resolution")
+_POSITIVE_INT = (
+    "steps", "window", "frame_interval", "size", "width", "height", "detect_resolution", "save_fps",
+)  # fmt: skip
 _OPTIONAL_POSITIVE_INT = ("max_frames",)
 _POSITIVE_FLOAT = ("guidance_scale",)
 _OPTIONAL_POSITIVE_FLOAT = ("fps",)

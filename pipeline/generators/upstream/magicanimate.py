@@ -138,20 +138,18 @@ class MagicAnimateGenerator(UpstreamGenerator):
         finally:
             if savedir.is_dir():  # move our outputs out of the user's checkout, success or not
                 shutil.move(str(savedir), str(work / "samples"))
-        outputs, sources = zip(
-            *(
-                self._read_window(work / "samples" / "videos", ref_path, v, w, size)
-                for v, w in zip(videos, windows, strict=True)
-            ),
-            strict=True,
-        )
+        outputs, sources = [], []
+        for video, window in zip(videos, windows, strict=True):
+            frames, source = self._read_window(work / "samples" / "videos", ref_path, video, window, size)
+            outputs.append(frames)
+            sources.append(source)
         stitched, _ = stitch_windows(outputs, windows, timeline.count)
         frames, chosen = ingest(stitched, timeline, padding, driving.frame_count)
         notes = self.base_notes(params, job, result)
         notes.update(
             padding=padding_notes(driving=padding, reference=ref_padding),
             model_size_hw=[size, size],
-            panel={"sources": list(sources), "grid_panel_index": GENERATED_PANEL, "grid_panels": GRID_PANELS},
+            panel={"sources": sources, "grid_panel_index": GENERATED_PANEL, "grid_panels": GRID_PANELS},
             timing=timing_notes(timeline, windows, chosen, driving.fps),
         )
         return GeneratedVideo(frames=frames, fps=float(driving.fps), notes=notes)

@@ -71,6 +71,7 @@ COMMIT = "643c963"
 ENTRY_SCRIPT = "inference.py"
 ENTRY_FILES = ("inference.py", "tools/inferences/inference_unianimate_entrance.py")
 WEIGHT_KEYS = ("test_model", "embedder.pretrained", "auto_encoder.pretrained")
+SHORT_ENTRANCE = "inference_unianimate_entrance"
 CONFIG_STEM = "gaitfid_unianimate"  # upstream names its output folder after the config file's stem
 
 # configs/UniAnimate_infer.yaml (short mode): max_frames 32 (``window``), resolution [512, 768],
@@ -121,10 +122,20 @@ class UniAnimateGenerator(UpstreamGenerator):
         where = self.config.key("defaults.partial_keys")
         _check_partial_keys(self.defaults["partial_keys"], where, UpstreamConfigError)
 
+    def _upstream_config(self, relative: str) -> dict[str, Any]:
+        """The checkout's inference config with the weight overrides; only the short-clip entrance."""
+        data = apply_weights(self.config, load_upstream_yaml(self.config, relative), relative)
+        if data.get("TASK_TYPE") != SHORT_ENTRANCE:
+            # the long-video entrance names and lays out its outputs differently
+            raise UpstreamConfigError(
+                f"{self.config.key('defaults.config')} = {relative}: TASK_TYPE is {data.get('TASK_TYPE')!r}; "
+                f"only the short-clip entrance {SHORT_ENTRANCE!r} is supported"
+            )
+        return data
+
     def _check_weights(self) -> None:
         relative = str(self.defaults["config"])
-        data = apply_weights(self.config, load_upstream_yaml(self.config, relative), relative)
-        check_weight_paths(self.config, data, WEIGHT_KEYS, relative)
+        check_weight_paths(self.config, self._upstream_config(relative), WEIGHT_KEYS, relative)
 
     def _generate(self, job: GenerationJob, params: dict[str, Any], work: Path) -> GeneratedVideo:
         driving, reference = job.driving, job.reference
@@ -160,8 +171,7 @@ class UniAnimateGenerator(UpstreamGenerator):
             )
             for i, w in enumerate(windows)
         ]
-        relative = str(params["config"])
-        config = apply_weights(self.config, load_upstream_yaml(self.config, relative), relative)
+        config = self._upstream_config(str(params["config"]))
         config.update(
             max_frames=length,
             resolution=[width, height],
