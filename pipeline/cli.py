@@ -156,6 +156,53 @@ def _stage(args: argparse.Namespace) -> None:
     logging.getLogger("pipeline.cli").info("%s: %d sequences, %d flagged", args.name, len(status), failed)
 
 
+def train_recogniser(*, manifest: str, perception_root: str, out_dir: str, config: dict, model: str) -> None:
+    """Train on the manifest's train split; the final checkpoint is copied to ``model`` (the rule's output)."""
+    import os
+    import shutil
+
+    from pipeline.contracts import atomic_path
+    from pipeline.recognisers.train import run_train_stage
+
+    result = run_train_stage(manifest=manifest, perception_root=perception_root, out=out_dir, config=config)
+    final, tmp = atomic_path(model)
+    shutil.copyfile(result.checkpoint, tmp)
+    os.replace(tmp, final)
+
+
+def embed_shard(
+    *, manifest: str, shard: str, shards: int, source_root: str, recognisers: dict[str, str], out: dict[str, str],
+    threads: int | None = None,
+) -> None:
+    """Embeddings of one perception shard with every recogniser (one output file per recogniser)."""
+    from pipeline.embed import run_embed_stage
+    from pipeline.runner import shard_rows
+
+    rows = shard_rows(manifest, shard, shards)
+    stores = {stage: f"{source_root}/{stage}/{shard}.npz" for stage in ("silhouettes", "skeleton_maps", "crops")}
+    for name, checkpoint in recognisers.items():
+        run_embed_stage(rows, out=out[name], recogniser=name, checkpoint=checkpoint, stores=stores, threads=threads)
+
+
+# Whole-source stages whose inputs are many files: one JSON object of keyword arguments each.
+SPEC_COMMANDS = {
+    "train-recogniser": ("pipeline.cli", "train_recogniser", "train a recogniser on a dataset's train split"),
+    "embed": ("pipeline.cli", "embed_shard", "embed one perception shard with every recogniser"),
+    "real-retrieval": ("pipeline.retrieval", "run_real_retrieval", "protocol metrics of the real probes"),
+    "evaluate-generated": ("pipeline.retrieval", "run_generated_evaluation", "rank generated probes"),
+    "metrics": ("pipeline.metrics", "run_metrics_stage", "visual metrics and diagnostics of a generation shard"),
+    "aggregate": ("pipeline.aggregate", "run_aggregate", "the study's tables"),
+    "report": ("pipeline.report", "build_report", "the HTML report"),
+}
+
+
+def _spec_command(args: argparse.Namespace) -> None:
+    import importlib
+
+    module, function, _ = SPEC_COMMANDS[args.command]
+    getattr(importlib.import_module(module), function)(**args.spec)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gaitfid", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -220,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("summarise", _summarise, "one summary table over all shards of a stage")
     p.add_argument("--statuses", nargs="+", required=True)
     p.add_argument("--out", required=True)
+
+    for name, (_, _, help_text) in SPEC_COMMANDS.items():
+        p = command(name, _spec_command, help_text)
+        p.add_argument("--spec", type=_spec, required=True, help="keyword arguments as a JSON object")
 
     p = command("index", _index, "index a dataset on disk into the manifest")
     p.add_argument("--spec", type=_spec, required=True, help="the dataset's config entry as JSON (plus 'name')")

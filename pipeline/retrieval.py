@@ -43,12 +43,15 @@ same distance and ranking code. All values are percentages (×100) like OpenGait
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 import pyarrow.compute as pc
+
+log = logging.getLogger(__name__)
 
 METRICS = ("euc", "cos")
 SAME_VIEW_RULES = ("keep", "exclude", "exclude_same_id")
@@ -808,3 +811,149 @@ def attributes_to_columns(table: pl.DataFrame, manifest: pl.DataFrame, keys: Seq
         {"sequence_id": manifest["sequence_id"], **values}, schema_overrides=dict.fromkeys(keys, pl.Utf8)
     )
     return table.join(extra, on="sequence_id", how="left")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage functions: real-probe protocol evaluation and generated-probe evaluation
+
+
+def read_embedding_files(paths: Sequence[str]) -> pl.DataFrame:
+    """Several ``embeddings`` files (one recogniser) as one polars table."""
+    from pipeline.contracts import read_table
+    from pipeline.embed import EMBEDDINGS
+
+    frames = [pl.from_arrow(read_table(p, EMBEDDINGS)) for p in paths]
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+
+def write_embedding_frame(frame: pl.DataFrame, out: str) -> None:
+    from pipeline.contracts import write_table
+    from pipeline.embed import EMBEDDINGS
+
+    write_table(frame.to_arrow(), out, EMBEDDINGS)
+
+
+def run_real_retrieval(
+    *,
+    embeddings: Mapping[str, Sequence[str]],
+    protocol: str,
+    metric: str,
+    dataset: str,
+    out: str,
+    gallery_out: Mapping[str, str],
+) -> None:
+    """Protocol metrics of the real probes per recogniser (contract ``real_retrieval``), and each
+    recogniser's test-set embeddings in one file: the gallery generated probes are ranked against."""
+    import pipeline.aggregate  # noqa: F401  (registers the real_retrieval contract)
+    from pipeline.contracts import CONTRACTS, write_table
+
+    rows = []
+    for recogniser, paths in embeddings.items():
+        table = read_embedding_files(paths)
+        test = table.filter(pl.col("role") != "train")
+        write_embedding_frame(test, gallery_out[recogniser])
+        if test.filter((pl.col("role") == "gallery") & pl.col("error").is_null()).height == 0:
+            log.warning("%s/%s: no usable gallery sequence: no real retrieval numbers", dataset, recogniser)
+            continue
+        result = evaluate(test, protocol, metric=metric)
+        for r in result.summary.to_dicts():
+            value = r["value"]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "recogniser": recogniser,
+                    "protocol": r["protocol"],
+                    "condition": r["group"],
+                    "metric": r["metric"],
+                    "value": None if value is None else float(value),
+                }
+            )
+    write_table(rows, out, CONTRACTS["real_retrieval"])
+
+
+def probe_result_rows(
+    generated: list[dict], embeddings: pl.DataFrame, gallery: pl.DataFrame, *, recogniser: str, metric: str
+) -> list[dict]:
+    """``probe_results`` rows of one recogniser: the rank and AP of the driving identity (and, for
+    identity transfer, of the reference identity) for every generated video."""
+    by_id = {row["sequence_id"]: row for row in generated}
+    probes = embeddings.with_columns(
+        pl.col("sequence_id").replace_strict(
+            {sid: json.loads(r["attributes"] or "{}").get("driving_subject") for sid, r in by_id.items()}, default=None
+        ).alias("driving_subject"),
+        pl.col("sequence_id").replace_strict(
+            {sid: json.loads(r["attributes"] or "{}").get("reference_subject") for sid, r in by_id.items()}, default=None
+        ).alias("reference_subject"),
+    )
+    results: dict[tuple[str, str], dict] = {}
+    usable = probes.filter(pl.col("error").is_null())
+    if usable.height:
+        ranked = evaluate_generated(
+            usable, gallery, targets={"driving": "driving_subject", "reference": "reference_subject"}, metric=metric
+        )
+        for r in ranked.per_probe.to_dicts():
+            results[(r["sequence_id"], r["target"])] = r
+    rows = []
+    for row in generated:
+        attributes = json.loads(row["attributes"] or "{}")
+        sid = row["sequence_id"]
+        emb = probes.filter(pl.col("sequence_id") == sid)
+        error = row.get("error") or (emb["error"][0] if emb.height else "no embedding (not perceived)")
+        record = {
+            "dataset": row["dataset"],
+            "model": attributes.get("model", ""),
+            "task": attributes.get("task", ""),
+            "scenario": attributes.get("scenario", ""),
+            "job_id": sid,
+            "recogniser": recogniser,
+            "driving_subject": attributes.get("driving_subject"),
+            "reference_subject": attributes.get("reference_subject"),
+            "driving_rank": None,
+            "reference_rank": None,
+            "driving_ap": None,
+            "reference_ap": None,
+            "error": error,
+        }
+        for target in ("driving", "reference"):
+            hit = results.get((sid, target))
+            if hit is not None:
+                record[f"{target}_rank"] = int(hit["first_match"]) or None
+                ap = hit["average_precision"]
+                record[f"{target}_ap"] = None if ap is None or not np.isfinite(ap) else float(ap)
+        rows.append(record)
+    return rows
+
+
+def run_generated_evaluation(
+    *,
+    generated_manifest: str,
+    stores: Mapping[str, str],
+    recognisers: Mapping[str, str],
+    galleries: Mapping[str, str],
+    metric: str,
+    embeddings_dir: str,
+    out: str,
+    threads: int | None = None,
+) -> None:
+    """Embed one generation shard's videos with every recogniser and rank them against the real
+    gallery (contract ``probe_results``); the probes' embeddings are kept next to the results."""
+    from pathlib import Path
+
+    import pipeline.aggregate  # noqa: F401  (registers the probe_results contract)
+    from pipeline.contracts import CONTRACTS, MANIFEST, read_table, write_table
+    from pipeline.embed import run_embed_stage
+
+    generated = read_table(generated_manifest, MANIFEST).to_pylist()
+    usable = [r for r in generated if not r.get("error")]
+    rows: list[dict] = []
+    for recogniser, checkpoint in recognisers.items():
+        path = str(Path(embeddings_dir) / f"{recogniser.replace('+', 'p')}.parquet")
+        run_embed_stage(usable, out=path, recogniser=recogniser, checkpoint=checkpoint, stores=stores, threads=threads)
+        rows += probe_result_rows(
+            generated,
+            read_embedding_files([path]),
+            read_embedding_files([galleries[recogniser]]),
+            recogniser=recogniser,
+            metric=metric,
+        )
+    write_table(rows, out, CONTRACTS["probe_results"])
