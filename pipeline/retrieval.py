@@ -855,7 +855,10 @@ def run_real_retrieval(
         if test.filter((pl.col("role") == "gallery") & pl.col("error").is_null()).height == 0:
             log.warning("%s/%s: no usable gallery sequence: no real retrieval numbers", dataset, recogniser)
             continue
-        result = evaluate(test, protocol, metric=metric)
+        overrides = {"metric": metric}
+        if protocol == "generic":
+            overrides["group_by"] = "condition"  # Overall plus one group per probe condition
+        result = evaluate(test, get_protocol(protocol, **overrides))
         for r in result.summary.to_dicts():
             value = r["value"]
             rows.append(

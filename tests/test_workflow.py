@@ -102,7 +102,7 @@ def test_tiny_world_perception(tiny_run):
     maps = read_frame_store(base / "skeleton_maps" / shard.name).get(sid, "skeleton_map")
     assert maps.shape == (12, 2, 64, 64)
     crops = read_frame_store(base / "crops" / shard.name)
-    assert crops.get(sid, "rgb").shape[1:] == (56, 28, 3)  # .test/config.yaml perception.crops
+    assert crops.get(sid, "rgb").shape[1:] == (112, 56, 3)  # .test/config.yaml perception.crops
     smpl = read_frame_store(base / "guidance/smpl" / shard.name).get(sid, "smpl_mm")
     assert 2000 < np.median(smpl[..., 2]) < 12000  # camera-space depth in millimetres
 

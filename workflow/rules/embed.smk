@@ -1,0 +1,25 @@
+# Stage "embed": embeddings of one perception shard of a real source with every recogniser
+# (pipeline/embed.py), one Parquet per recogniser.
+
+
+rule embed:
+    input:
+        unpack(get_embed_inputs),
+    output:
+        expand("results/embeddings/{{source}}/{name}/{{shard}}.parquet", name=REC_NAMES),
+    params:
+        spec=get_embed_spec,
+    log:
+        "logs/embed/{source}/{shard}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        source=r"[^/]+",
+        shard=r"shard-\d{4}",
+    threads: RECOGNISERS["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli embed --spec {params.spec:q} > {log} 2>&1"

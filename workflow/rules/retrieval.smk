@@ -1,0 +1,46 @@
+# Stage "retrieval" (pipeline/retrieval.py): protocol metrics of a dataset's real probes, and the
+# ranking of every generation shard's videos against the real gallery.
+
+
+rule real_retrieval:
+    input:
+        get_real_embeddings,
+    output:
+        table="results/retrieval/{dataset}/real.parquet",
+        galleries=expand("results/embeddings/{{dataset}}/{name}/test.parquet", name=REC_NAMES),
+    params:
+        spec=get_real_retrieval_spec,
+    log:
+        "logs/real_retrieval/{dataset}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=r"[^/]+",
+    resources:
+        mem_mb=16000,
+        runtime=60,
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli real-retrieval --spec {params.spec:q} > {log} 2>&1"
+
+
+rule evaluate_generated:
+    input:
+        unpack(get_evaluate_inputs),
+    output:
+        "results/retrieval/{source}/probe_results.parquet",
+    params:
+        spec=get_evaluate_spec,
+    log:
+        "logs/evaluate_generated/{source}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        source=r"gen/.+",
+    threads: RECOGNISERS["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli evaluate-generated --spec {params.spec:q} > {log} 2>&1"
