@@ -182,3 +182,32 @@ def test_slurm_profile_dry_run(tmp_path):
     assert all("gpu=1" in b and "slurm_partition=gpuq" in b and "gpu_model=a100" in b for b in generate)
     assert all("slurm_account=labacct" in b for b in generate)
     assert "--gres" not in result.stdout
+
+
+@pytest.mark.slow
+def test_tiny_study_tables_and_report(tiny_run):
+    from pipeline.aggregate import BIOMETRIC_TABLE, VISUAL_TABLE
+
+    visual = pl.from_arrow(read_table(tiny_run / "results/aggregate/visual.parquet", VISUAL_TABLE))
+    biometric = pl.from_arrow(read_table(tiny_run / "results/aggregate/biometric.parquet", BIOMETRIC_TABLE))
+    assert set(visual["model"]) == {"oracle", "static"}
+    assert set(biometric["recogniser"]) == {"deepgaitv2", "skeletongait", "skeletongait++", "biggait"}
+    html = (tiny_run / "results/report/report.html").read_text()
+    assert "<img" in html and "src=\"http" not in html
+    for plot in ("bars", "visual_vs_biometric", "strips"):
+        assert (tiny_run / f"results/report/plots/{plot}.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_changing_a_metric_parameter_does_not_regenerate(tiny_run, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    config["metrics"] = {"policy": "real"}
+    path = tmp_path / "metric.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(tiny_run, "-n", config=path)
+    assert result.returncode == 0, result.stderr
+    rules = {rule for rule, _ in dry_run_jobs(result.stdout)}
+    assert "metrics" in rules
+    assert rules <= {"metrics", "aggregate", "report", "all"}, rules

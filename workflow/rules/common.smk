@@ -70,6 +70,7 @@ def get_final_outputs():
     if SWEEP["models"]:
         outputs.append("results/sweep/sweep.parquet")
     outputs += evaluation_outputs()
+    outputs += report_outputs()
     return outputs
 
 
@@ -516,3 +517,85 @@ def evaluation_outputs():
         if REC_NAMES:
             outputs.append(f"results/retrieval/{source}/probe_results.parquet")
     return outputs
+
+
+# ---- aggregation and report -------------------------------------------------------------------
+
+AGGREGATE_TABLES = {
+    "visual": "visual",
+    "biometric": "biometric",
+    "transfer": "transfer",
+    "diagnostics": "diagnostics",
+    "correlations": "correlations",
+    "guidance_density": "guidance_density",
+    "real_retrieval": "biometric",
+}
+AGGREGATE_EXTRA = ["failures", "notes", "videos", "probes"]
+REPORT_PLOTS = {
+    "visual_vs_biometric": "correlations",
+    "bars": "visual",
+    "diagnostics": "diagnostics",
+    "correlations": "correlations",
+    "guidance_density": "guidance_density",
+    "strips": "report",
+}
+
+
+def get_aggregate_inputs(wildcards):
+    sources = all_generated_sources()
+    return {
+        "visual": [f"results/metrics/{s}/visual.parquet" for s in sources],
+        "diagnostics": [f"results/metrics/{s}/diagnostics.parquet" for s in sources],
+        "probes": [f"results/retrieval/{s}/probe_results.parquet" for s in sources] if REC_NAMES else [],
+        "real": [f"results/retrieval/{d}/real.parquet" for d in sorted(DATASETS)] if REC_NAMES else [],
+    }
+
+
+def recogniser_notes():
+    notes = {}
+    for name in REC_NAMES:
+        settings = rec_settings(name)
+        if settings.get("checkpoint"):
+            notes[name] = f"loaded from {settings['checkpoint']}"
+        else:
+            notes[name] = f"trained here on each dataset's train split ({json.dumps(settings.get('model_options', {}))})"
+        if name == "biggait" and not settings.get("model_options", {}).get("dinov2_path"):
+            notes[name] += "; its DINOv2 is a small randomly initialised ViT trained with it, not the pretrained ViT-S/14"
+    return notes
+
+
+def get_aggregate_spec(wildcards):
+    inputs = get_aggregate_inputs(wildcards)
+    return json.dumps(
+        {"out_dir": "results/aggregate", **{k: v or None for k, v in inputs.items()}, "recogniser_notes": recogniser_notes()},
+        sort_keys=True,
+    )
+
+
+def get_report_inputs(wildcards):
+    sources = all_generated_sources()
+    return {
+        "tables": expand("results/aggregate/{table}.parquet", table=[*AGGREGATE_TABLES, *AGGREGATE_EXTRA]),
+        "generated": [f"results/generated/{s[len('gen/'):]}/manifest.parquet" for s in sources],
+        "real": [f"results/manifests/{d}.parquet" for d in sorted(DATASETS)],
+    }
+
+
+def get_report_spec(wildcards):
+    inputs = get_report_inputs(wildcards)
+    return json.dumps(
+        {
+            "tables_dir": "results/aggregate",
+            "strips": {"generated_manifests": inputs["generated"], "real_manifests": inputs["real"], "metric": "ssim"},
+            "out_html": "results/report/report.html",
+            "plots_dir": "results/report/plots",
+            "title": f"Gait biometric fidelity: {config.get('study', 'study')}",
+        },
+        sort_keys=True,
+    )
+
+
+def report_outputs():
+    if not SWEEP["models"]:
+        return []
+    return ["results/report/report.html"]

@@ -1,0 +1,239 @@
+"""GaitCrafter configurations: one frozen dataclass for model, diffusion, training and sampling settings.
+
+Two presets (:data:`PRESETS`):
+
+* ``tiny`` — the default CPU run. 16-frame clips of full 64×44 silhouettes, pixel-unshuffled by 4
+  (16 channels at 16×11, so the UNet never convolves at full resolution), a two-level UNet
+  (32, 64 channels, cross-attention only at the coarse level), batch 4, 150 steps: a few minutes on
+  2 CPU cores. It demonstrates the whole path (train → checkpoint → resume → sample → evaluate); its
+  samples are blobby (the docs give the numbers), it is not a model to draw conclusions from.
+* ``full`` — a GPU configuration: 30-frame clips at 64×44 without unshuffling, a four-level UNet
+  (64, 128, 256, 256), cross-attention on the three coarser levels, batch 16, 100k steps, bf16
+  autocast, 50 DDIM steps.
+
+Every key can be overridden from a mapping (:meth:`GaitCrafterConfig.from_mapping`); an unknown key
+or an invalid value is an error naming it (``gaitcrafter.<key>: ...``).
+
+Covariate vocabularies are fixed here: clothing ∈ ``normal``/``coat``, bag ∈ ``none``/``bag``, plus
+``any`` for "unknown / do not condition" in every slot (identity included). Views are the dataset's
+view labels (strings), taken from the training data unless ``views`` lists them explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+
+CONFIG_KEY = "gaitcrafter"
+ANY = "any"
+CLOTHING = ("normal", "coat")
+BAG = ("none", "bag")
+# Silhouettes are OpenGait-aligned 64×64 cut to 64×44 (pipeline.silhouettes.cut_to_44).
+HEIGHT, WIDTH = 64, 44
+SAMPLERS = ("ddim", "dpm")
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+PRECISIONS = ("fp32", "bf16")
+# Keys that may differ between a run and its resumption (run length, I/O cadence, hardware, sampling).
+RESUMABLE_CHANGES = frozenset(
+    {
+        "steps",
+        "save_every",
+        "keep_last",
+        "threads",
+        "device",
+        "progress",
+        "sample_steps",
+        "sampler",
+        "guidance_scale",
+        "precision",
+    }
+)
+
+
+@dataclass(frozen=True)
+class GaitCrafterConfig:
+    """All GaitCrafter settings (defaults = the ``tiny`` preset)."""
+
+    # -- data ---------------------------------------------------------------------------------
+    frames: int = 16  # frames per training clip (consecutive valid frames)
+    views: tuple[str, ...] | None = None  # view vocabulary; None = the training data's view labels
+    # -- model --------------------------------------------------------------------------------
+    patch: int = 4  # pixel-unshuffle factor: the UNet runs at (64/patch)×(44/patch) with patch² channels
+    block_out_channels: tuple[int, ...] = (32, 64)
+    attention: tuple[bool, ...] = (False, True)  # cross-attention (and spatial self-attention) per level
+    layers_per_block: int = 1
+    attention_heads: int = 4  # diffusers' UNet3D ``attention_head_dim`` (it is used as the head count)
+    norm_num_groups: int = 8
+    cond_dim: int = 64  # width of every condition token (= the UNet's cross_attention_dim)
+    # -- diffusion ----------------------------------------------------------------------------
+    train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    # -- training -----------------------------------------------------------------------------
+    steps: int = 150
+    batch_size: int = 4
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    drop_slot: float = 0.1  # probability that one condition slot is replaced by its null token
+    drop_all: float = 0.1  # probability that all four slots are (classifier-free guidance)
+    save_every: int = 50
+    keep_last: int | None = 2
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads (None: leave torch's default)
+    device: str = "auto"  # auto = cuda when available, else cpu
+    precision: str = "fp32"  # bf16 = autocast on CUDA (ignored on CPU, where it is slow)
+    progress: bool = True
+    # -- sampling -----------------------------------------------------------------------------
+    sampler: str = "ddim"
+    sample_steps: int = 25
+    guidance_scale: float = 2.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "block_out_channels", tuple(int(c) for c in self.block_out_channels))
+        object.__setattr__(self, "attention", tuple(bool(a) for a in self.attention))
+        if self.views is not None:
+            object.__setattr__(self, "views", tuple(str(v) for v in self.views))
+        self._validate()
+
+    def _validate(self) -> None:
+        def bad(key: str, why: str) -> ValueError:
+            return ValueError(f"{CONFIG_KEY}.{key}: {why}")
+
+        for key in ("frames", "steps", "batch_size", "save_every", "train_timesteps", "sample_steps"):
+            if int(getattr(self, key)) < 1:
+                raise bad(key, f"must be >= 1, got {getattr(self, key)}")
+        for key in ("layers_per_block", "attention_heads", "norm_num_groups", "cond_dim"):
+            if int(getattr(self, key)) < 1:
+                raise bad(key, f"must be >= 1, got {getattr(self, key)}")
+        if self.patch not in (1, 2, 4):
+            raise bad("patch", f"must divide both 64 and 44 (1, 2 or 4), got {self.patch}")
+        if not self.block_out_channels:
+            raise bad("block_out_channels", "needs at least one level")
+        if len(self.attention) != len(self.block_out_channels):
+            raise bad(
+                "attention",
+                f"needs one flag per level of block_out_channels ({len(self.block_out_channels)}), "
+                f"got {len(self.attention)}",
+            )
+        for channels in self.block_out_channels:
+            if channels % self.norm_num_groups:
+                raise bad(
+                    "block_out_channels",
+                    f"{channels} is not divisible by norm_num_groups {self.norm_num_groups}",
+                )
+            if channels % self.attention_heads:
+                raise bad(
+                    "block_out_channels",
+                    f"{channels} is not divisible by attention_heads {self.attention_heads}",
+                )
+        if (8 * self.attention_heads) % self.norm_num_groups:
+            # diffusers' input temporal transformer has 8 heads of width ``attention_heads``.
+            raise bad("attention_heads", f"8 × {self.attention_heads} must be divisible by norm_num_groups")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise bad("beta_schedule", f"must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
+        if self.sampler not in SAMPLERS:
+            raise bad("sampler", f"must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise bad("device", f"must be 'auto', 'cpu' or 'cuda[:k]', got {self.device!r}")
+        if self.sample_steps > self.train_timesteps:
+            raise bad("sample_steps", f"must be <= train_timesteps ({self.train_timesteps})")
+        if not (self.lr > 0 and self.warmup_steps >= 0 and self.weight_decay >= 0 and self.grad_clip > 0):
+            raise bad("lr", "lr and grad_clip must be > 0, warmup_steps and weight_decay >= 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise bad("ema_decay", f"must lie in [0, 1), got {self.ema_decay}")
+        for key in ("drop_slot", "drop_all"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise bad(key, f"must lie in [0, 1), got {getattr(self, key)}")
+        if self.guidance_scale < 0:
+            raise bad("guidance_scale", f"must be >= 0, got {self.guidance_scale}")
+        if self.keep_last is not None and self.keep_last < 1:
+            raise bad("keep_last", f"must be >= 1 or null, got {self.keep_last}")
+        if self.threads is not None and self.threads < 1:
+            raise bad("threads", f"must be >= 1 or null, got {self.threads}")
+        if self.views is not None:
+            if not self.views or len(set(self.views)) != len(self.views):
+                raise bad("views", f"must be a non-empty list of distinct labels, got {list(self.views)}")
+            if ANY in self.views:
+                raise bad("views", f"'{ANY}' is reserved for 'unconditioned' and cannot be a view label")
+
+    # -- construction / serialisation -----------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object], *, preset: str | None = None) -> GaitCrafterConfig:
+        """A config from ``values`` on top of ``preset`` (or ``values['preset']``, default ``tiny``)."""
+        values = dict(values)
+        name = str(values.pop("preset", preset or "tiny"))
+        if name not in PRESETS:
+            raise ValueError(f"{CONFIG_KEY}.preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{CONFIG_KEY}: unknown key(s) {unknown}; known: {sorted(known)}")
+        for key in ("block_out_channels", "attention", "views"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])  # type: ignore[arg-type]
+        return replace(PRESETS[name], **values)  # type: ignore[arg-type]
+
+    def as_plain(self) -> dict[str, object]:
+        """JSON-able dict (stored in every checkpoint's ``state.json``)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_value(slot: str, value: str, allowed: Sequence[str]) -> str:
+    """``value`` if it is ``any`` or in ``allowed``; otherwise an error naming the slot and the value."""
+    text = str(value)
+    if text != ANY and text not in allowed:
+        raise ValueError(f"{CONFIG_KEY}: unknown {slot} value {text!r}; allowed: {[*allowed, ANY]}")
+    return text
+
+
+TINY = GaitCrafterConfig()
+FULL = GaitCrafterConfig(
+    frames=30,
+    patch=1,
+    block_out_channels=(64, 128, 256, 256),
+    attention=(False, True, True, True),
+    layers_per_block=2,
+    attention_heads=8,
+    norm_num_groups=32,
+    cond_dim=256,
+    steps=100_000,
+    batch_size=16,
+    lr=1e-4,
+    warmup_steps=1000,
+    weight_decay=1e-2,
+    ema_decay=0.9999,
+    save_every=2000,
+    keep_last=3,
+    precision="bf16",
+    sample_steps=50,
+    guidance_scale=2.0,
+)
+PRESETS: dict[str, GaitCrafterConfig] = {"tiny": TINY, "full": FULL}
+
+__all__ = [
+    "ANY",
+    "BAG",
+    "CLOTHING",
+    "CONFIG_KEY",
+    "FULL",
+    "HEIGHT",
+    "PRESETS",
+    "RESUMABLE_CHANGES",
+    "TINY",
+    "WIDTH",
+    "GaitCrafterConfig",
+    "check_value",
+]

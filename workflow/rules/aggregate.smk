@@ -1,0 +1,30 @@
+# Stage "aggregate": the study's tables with bootstrap CIs over identities, correlations and the
+# guidance-density comparison (pipeline/aggregate.py). Every table as Parquet and CSV.
+
+
+rule aggregate:
+    input:
+        unpack(get_aggregate_inputs),
+    output:
+        **{
+            f"{table}_csv": report(
+                f"results/aggregate/{table}.csv",
+                caption=f"../report/{caption}.rst",
+                category="Tables",
+                labels={"table": table},
+            )
+            for table, caption in AGGREGATE_TABLES.items()
+        },
+        **{f"{table}": f"results/aggregate/{table}.parquet" for table in [*AGGREGATE_TABLES, *AGGREGATE_EXTRA]},
+    params:
+        spec=get_aggregate_spec,
+    log:
+        "logs/aggregate.log",
+    conda:
+        "../envs/pipeline.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli aggregate --spec {params.spec:q} > {log} 2>&1"

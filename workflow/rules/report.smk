@@ -1,0 +1,30 @@
+# Stage "report": the self-contained HTML report and its plots (pipeline/report.py), also registered
+# for `snakemake --report` with captions from workflow/report/.
+
+
+rule report:
+    input:
+        unpack(get_report_inputs),
+    output:
+        html=report("results/report/report.html", caption="../report/report.rst", category="Report"),
+        **{
+            name: report(
+                f"results/report/plots/{name}.png",
+                caption=f"../report/{caption}.rst",
+                category="Plots",
+                labels={"plot": name},
+            )
+            for name, caption in REPORT_PLOTS.items()
+        },
+    params:
+        spec=get_report_spec,
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/pipeline.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli report --spec {params.spec:q} > {log} 2>&1"
