@@ -841,17 +841,23 @@ def run_real_retrieval(
     dataset: str,
     out: str,
     gallery_out: Mapping[str, str],
+    manifest: str | None = None,
+    twins_out: str | None = None,
 ) -> None:
     """Protocol metrics of the real probes per recogniser (contract ``real_retrieval``), and each
-    recogniser's test-set embeddings in one file: the gallery generated probes are ranked against."""
+    recogniser's test-set embeddings in one file: the gallery generated probes are ranked against.
+    With ``twins_out``, also the twin analysis (contract ``twin_analysis``) of the world's twins."""
     import pipeline.aggregate  # noqa: F401  (registers the real_retrieval contract)
-    from pipeline.contracts import CONTRACTS, write_table
+    from pipeline.contracts import CONTRACTS, MANIFEST, read_table, write_table
 
+    manifest_rows = read_table(manifest, MANIFEST).to_pylist() if manifest else []
+    twins: list[dict] = []
     rows = []
     for recogniser, paths in embeddings.items():
         table = read_embedding_files(paths)
         test = table.filter(pl.col("role") != "train")
         write_embedding_frame(test, gallery_out[recogniser])
+        twins += twin_rows(test, manifest_rows, dataset=dataset, recogniser=recogniser, metric=metric)
         if test.filter((pl.col("role") == "gallery") & pl.col("error").is_null()).height == 0:
             log.warning("%s/%s: no usable gallery sequence: no real retrieval numbers", dataset, recogniser)
             continue
@@ -872,6 +878,8 @@ def run_real_retrieval(
                 }
             )
     write_table(rows, out, CONTRACTS["real_retrieval"])
+    if twins_out:
+        write_table(twins, twins_out, twin_contract())
 
 
 def probe_result_rows(
@@ -960,3 +968,72 @@ def run_generated_evaluation(
             metric=metric,
         )
     write_table(rows, out, CONTRACTS["probe_results"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The world's twins: does a recogniser follow motion or appearance? (ground truth for Task 2)
+
+
+
+def twin_contract():
+    import pyarrow as pa
+
+    from pipeline.contracts import CONTRACTS, Contract, register
+
+    if "twin_analysis" in CONTRACTS:
+        return CONTRACTS["twin_analysis"]
+    return register(
+        Contract(
+            name="twin_analysis",
+            schema=pa.schema(
+                [
+                    pa.field("dataset", pa.string(), nullable=False),
+                    pa.field("recogniser", pa.string(), nullable=False),
+                    pa.field("twin_kind", pa.string(), nullable=False),
+                    pa.field("probes", pa.int32(), nullable=False),
+                    pa.field("own_identity_pct", pa.float64()),
+                    pa.field("follows", pa.string()),
+                ],
+                metadata={"doc": "twin pairs: how often a probe's nearest gallery identity of the pair is its own"},
+            ),
+            allowed_values={"twin_kind": ("motion_only", "appearance_only")},
+            unique_key=("dataset", "recogniser", "twin_kind"),
+        )
+    )
+
+
+def twin_rows(test: pl.DataFrame, manifest_rows: Sequence[Mapping], *, dataset: str, recogniser: str, metric: str) -> list[dict]:
+    """For every probe of a twin pair (A, A′ sharing all factors but one), is its nearest gallery
+    sequence among A ∪ A′ its own identity? Motion-only twins look identical, so a recogniser that
+    tells them apart follows motion; appearance-only twins walk identically, so one that tells them
+    apart follows appearance. 50 % is chance."""
+    pairs: dict[str, tuple[str, str]] = {}
+    for row in manifest_rows:
+        attributes = json.loads(row.get("attributes") or "{}")
+        if attributes.get("twin_of"):
+            pairs[row["subject"]] = (attributes["twin_of"], attributes["twin_kind"])
+    usable, _ = usable_rows(test)
+    gallery = usable.filter(pl.col("role") == "gallery")
+    probes = usable.filter(pl.col("role") == "probe")
+    hits: dict[str, list[bool]] = {"motion_only": [], "appearance_only": []}
+    for twin, (base, kind) in pairs.items():
+        pair_gallery = gallery.filter(pl.col("subject").is_in([twin, base]))
+        pair_probes = probes.filter(pl.col("subject").is_in([twin, base]))
+        if pair_gallery.height == 0 or pair_probes.height == 0 or pair_gallery["subject"].n_unique() < 2:
+            continue
+        distances = part_distances(embedding_array(pair_probes), embedding_array(pair_gallery), metric=metric)
+        nearest = np.argmin(distances, axis=1)
+        labels = np.array(pair_gallery["subject"].to_list())
+        hits[kind] += list(labels[nearest] == np.array(pair_probes["subject"].to_list()))
+    rows = []
+    for kind, values in hits.items():
+        if not values:
+            continue
+        pct = 100.0 * float(np.mean(values))
+        trait = "motion" if kind == "motion_only" else "appearance"
+        follows = f"tells {kind.replace('_only', '')}-only twins apart: uses {trait}" if pct >= 75 else (
+            f"confuses {kind.replace('_only', '')}-only twins: ignores {trait}" if pct <= 60 else "partly"
+        )
+        rows.append({"dataset": dataset, "recogniser": recogniser, "twin_kind": kind, "probes": len(values),
+                     "own_identity_pct": pct, "follows": follows})  # fmt: skip
+    return rows

@@ -437,6 +437,8 @@ def get_real_retrieval_spec(wildcards):
             "dataset": wildcards.dataset,
             "out": f"results/retrieval/{wildcards.dataset}/real.parquet",
             "gallery_out": {name: f"{base}/{name}/test.parquet" for name in REC_NAMES},
+            "manifest": f"results/manifests/{wildcards.dataset}.parquet",
+            "twins_out": f"results/retrieval/{wildcards.dataset}/twins.parquet",
         },
         sort_keys=True,
     )

@@ -4,9 +4,11 @@
 
 rule real_retrieval:
     input:
-        get_real_embeddings,
+        embeddings=get_real_embeddings,
+        manifest="results/manifests/{dataset}.parquet",
     output:
         table="results/retrieval/{dataset}/real.parquet",
+        twins="results/retrieval/{dataset}/twins.parquet",
         galleries=expand("results/embeddings/{{dataset}}/{name}/test.parquet", name=REC_NAMES),
     params:
         spec=get_real_retrieval_spec,
