@@ -190,7 +190,7 @@ def to_arrow(table: object, contract: Contract) -> pa.Table:
         return table
     if isinstance(table, list):
         rows = [{name: row.get(name) for name in contract.schema.names} for row in table]
-        for row, original in zip(rows, table, strict=True):
+        for original in table:
             unknown = set(original) - set(contract.schema.names)
             if unknown:
                 raise ContractError(f"row has columns {sorted(unknown)} not in contract '{contract.name}'")

@@ -1,5 +1,10 @@
-"""Generators (animators) behind one interface; importing this package registers the built-ins."""
+"""Generators (animators) behind one interface.
 
+Importing this package registers every generator: the built-ins (oracle, static, posewarp-sparse,
+posewarp-dense) and the upstream adapters (magicanimate, animateanyone, unianimate, mtvcrafter).
+"""
+
+from pipeline.generators import builtin, posewarp, upstream  # noqa: F401  (registration side effects)
 from pipeline.generators.base import (  # noqa: F401
     REGISTRY,
     Driving,
@@ -11,8 +16,3 @@ from pipeline.generators.base import (  # noqa: F401
     make_generator,
     register_generator,
 )
-
-# Importing the package registers the built-in generators (the upstream adapters register in
-# pipeline.generators.upstream, imported by the generate stage).
-from pipeline.generators import builtin, posewarp  # noqa: E402, F401
-from pipeline.generators import upstream  # noqa: E402, F401
