@@ -554,3 +554,29 @@ def test_evaluation_drivers_run_on_a_checkpoint(trained: Path, source: tuple[Pat
     vs = result["vs_generated_training"]["summary"]
     assert vs["novel_identities"] == 2 and vs["novel_samples"] == 4 and vs["training_identities"] == 3
     assert all(len(mix) == 2 for mix in result["mixes"].values())
+    assert all(0.2 - 1e-6 <= w <= 0.8 + 1e-6 for mix in result["mixes"].values() for w in mix.values())
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("sampler", ["ddim", "dpm"])
+def test_sampler_recovers_the_data_point_with_an_oracle_denoiser(prediction_type: str, sampler: str) -> None:
+    """With data = one clip x*, the ideal prediction is known in closed form; sampling must return x*."""
+    from pipeline.gaitcrafter.sample import sample
+    from pipeline.gaitcrafter.train import noise_scheduler
+
+    config = replace(MICRO, prediction_type=prediction_type, sampler=sampler, sample_steps=10)
+    model = build_model(config, _vocabulary())
+    target = torch.from_numpy(_walker(9, 0.0, 3)[:, :, 10:54].astype(np.float32) / 127.5 - 1.0)[None, None]
+    alphas = noise_scheduler(config).alphas_cumprod
+
+    def oracle(noisy: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        a = alphas[timesteps].view(-1, 1, 1, 1, 1)
+        eps = (noisy - a.sqrt() * target) / (1 - a).sqrt()
+        return eps if prediction_type == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * target
+
+    model.forward = oracle  # type: ignore[method-assign]
+    cond = model.conditions(["s01", "any"], ["000", "any"], ["normal", "any"], ["none", "any"])
+    out = sample(model, cond, n_frames=3, guidance_scale=2.0, seed=0)
+    expected = np.where(target[0, 0].numpy() >= 0, 255, 0)
+    assert all(np.array_equal(clip, expected) for clip in out.silhouettes)
+    assert np.abs(out.soft - (target[0, 0].numpy() + 1) / 2).max() < 0.05

@@ -159,19 +159,27 @@ def novel_identity_weights(weights: Mapping[int | str, float], model: GaitCrafte
 
 
 def random_novel_identities(
-    model: GaitCrafter, count: int, parents: int = 2, seed: int = 0
+    model: GaitCrafter, count: int, parents: int = 2, seed: int = 0, *, min_weight: float = 0.2
 ) -> list[dict[str, float]]:
-    """``count`` novel identities, each a Dirichlet(1) mix of ``parents`` distinct training identities."""
+    """``count`` novel identities, each a random convex mix of ``parents`` distinct training identities.
+
+    Weights are ``min_weight + (1 − parents·min_weight)·Dirichlet(1)``, so no parent dominates a mix
+    so much that the "novel" identity is a copy of it (2 parents, 0.2: each weight in [0.2, 0.8]).
+    """
     n = len(model.vocabulary.identities)
     if not 2 <= parents <= n:
         raise ValueError(
             f"gaitcrafter: a novel identity mixes 2..{n} training identities, got parents={parents}"
         )
+    if not 0.0 <= min_weight <= 1.0 / parents:
+        raise ValueError(
+            f"gaitcrafter: min_weight must lie in [0, 1/parents = {1 / parents}], got {min_weight}"
+        )
     rng = np.random.default_rng([seed, 7])
     mixes = []
     for _ in range(count):
         chosen = rng.choice(n, size=parents, replace=False)
-        weights = rng.dirichlet(np.ones(parents))
+        weights = min_weight + (1.0 - parents * min_weight) * rng.dirichlet(np.ones(parents))
         weights = weights / weights.sum()
         mixes.append(
             novel_identity_weights({int(i): float(w) for i, w in zip(chosen, weights, strict=True)}, model)

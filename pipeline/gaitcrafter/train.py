@@ -1,4 +1,4 @@
-"""GaitCrafter training: DDPM ε-objective on silhouette clips of a dataset's train split; resumable.
+"""GaitCrafter training: the DDPM objective on silhouette clips of a dataset's train split; resumable.
 
 Data: the manifest rows of the chosen splits (default ``train``) whose silhouettes the perception stage
 stored (``results/perception/{source}/silhouettes/shard-XXXX.npz``, field ``sil`` [T, 64, 64]), read
@@ -16,7 +16,8 @@ One step ``i`` (all randomness from ``(seed, i)``, so a resumed run repeats an u
 identities are drawn uniformly (then a sequence of the identity, then a window), noise and timesteps
 come from a CPU generator seeded by ``(seed, i)``, each condition slot is dropped to its null token
 with ``drop_slot`` and all slots with ``drop_all`` (classifier-free guidance), the loss is
-``MSE(ε̂(x_t, t, c), ε)`` under diffusers' ``DDPMScheduler.add_noise``, AdamW with linear warm-up and
+``MSE(ε̂(x_t, t, c), ε)`` (or the v-target ``√ᾱ·ε − √(1−ᾱ)·x₀`` with ``prediction_type: v_prediction``)
+under diffusers' ``DDPMScheduler.add_noise``, AdamW with linear warm-up and
 gradient clipping, then an EMA update (decay ``min(ema_decay, (1+i)/(10+i))``).
 
 Checkpoints: ``{out}/checkpoints/step-{i:06d}/`` holds ``model.safetensors`` (denoiser + condition
@@ -254,13 +255,13 @@ def draw_batch(
 
 
 def noise_scheduler(config: GaitCrafterConfig):
-    """The training scheduler (diffusers ``DDPMScheduler``, ε-prediction, samples clipped to [-1, 1])."""
+    """The training scheduler (diffusers ``DDPMScheduler``; ε- or v-prediction; samples clipped to [-1, 1])."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(
         num_train_timesteps=config.train_timesteps,
         beta_schedule=config.beta_schedule,
-        prediction_type="epsilon",
+        prediction_type=config.prediction_type,
         clip_sample=True,
     )
 
@@ -333,7 +334,8 @@ def train_step(
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
         tokens = model.encoder(cond.to(device), drop.to(device))
         predicted = model(noisy, timesteps, tokens)
-    loss = F.mse_loss(predicted.float(), noise)
+    target = noise if config.prediction_type == "epsilon" else scheduler.get_velocity(clips, noise, timesteps)
+    loss = F.mse_loss(predicted.float(), target)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"gaitcrafter: training loss is {float(loss.detach())} at step {step}")
     optimizer.zero_grad(set_to_none=True)
