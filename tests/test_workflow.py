@@ -149,7 +149,7 @@ def test_adding_a_model_runs_only_its_jobs(tiny_run, tmp_path):
         if rule in ("all", "sweep_sheet", "aggregate", "report"):
             continue  # the aggregations that list every model
         assert "static-b" in wildcards, (rule, wildcards)
-    assert {rule for rule, _ in jobs} >= {"generate", "pose", "masks", "silhouettes"}
+    assert {rule for rule, _ in jobs} >= {"generate", "perceive_generated", "metrics", "evaluate_generated"}
     assert not {"world_spec", "render_world_shard", "index_world", "sweep_plan"} & {rule for rule, _ in jobs}
 
 
