@@ -36,7 +36,6 @@ from pipeline.generators.upstream.common import (
     UpstreamGenerator,
     apply_weights,
     aspect_padding,
-    check_weight_paths,
     find_one,
     fit_image,
     ingest,
@@ -116,10 +115,8 @@ class AnimateAnyoneGenerator(UpstreamGenerator):
     ENTRY_FILES = ENTRY_FILES
     DEFAULTS = DEFAULTS
     FIXED = FIXED
-
-    def _check_weights(self) -> None:
-        data = apply_weights(self.config, load_upstream_yaml(self.config, PROMPT_CONFIG), PROMPT_CONFIG)
-        check_weight_paths(self.config, data, WEIGHT_KEYS, PROMPT_CONFIG)
+    PROMPT_CONFIG = PROMPT_CONFIG
+    WEIGHT_KEYS = WEIGHT_KEYS
 
     def _generate(self, job: GenerationJob, params: dict[str, Any], work: Path) -> GeneratedVideo:
         driving = job.driving

@@ -774,8 +774,17 @@ class UpstreamGenerator:
         self._check_weights()
         self._loaded = True
 
+    # Adapters whose weight paths live in a fixed upstream config file name it here; the base class
+    # then checks every path before any job runs.
+    PROMPT_CONFIG: str | None = None
+    WEIGHT_KEYS: tuple[str, ...] = ()
+
     def _check_weights(self) -> None:
-        """Adapters with weight paths in an upstream config file check them here."""
+        """Check the weight paths of ``PROMPT_CONFIG`` (with the user's overrides applied)."""
+        if self.PROMPT_CONFIG is None:
+            return
+        data = apply_weights(self.config, load_upstream_yaml(self.config, self.PROMPT_CONFIG), self.PROMPT_CONFIG)
+        check_weight_paths(self.config, data, self.WEIGHT_KEYS, self.PROMPT_CONFIG)
 
     def close(self) -> None:
         self._loaded = False

@@ -33,7 +33,6 @@ from pipeline.generators.upstream.common import (
     UpstreamGenerator,
     Window,
     apply_weights,
-    check_weight_paths,
     fit_image,
     ingest,
     load_upstream_yaml,
@@ -105,10 +104,8 @@ class MagicAnimateGenerator(UpstreamGenerator):
     ENTRY_FILES = ENTRY_FILES
     DEFAULTS = DEFAULTS
     FIXED = FIXED
-
-    def _check_weights(self) -> None:
-        data = apply_weights(self.config, load_upstream_yaml(self.config, PROMPT_CONFIG), PROMPT_CONFIG)
-        check_weight_paths(self.config, data, WEIGHT_KEYS, PROMPT_CONFIG)
+    PROMPT_CONFIG = PROMPT_CONFIG
+    WEIGHT_KEYS = WEIGHT_KEYS
 
     def _generate(self, job: GenerationJob, params: dict[str, Any], work: Path) -> GeneratedVideo:
         driving = job.driving
