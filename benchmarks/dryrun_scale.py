@@ -6,7 +6,11 @@ manifests (what the index stage would produce) into a scratch working directory,
 existing outputs, and times `snakemake -n --quiet` (DAG construction for everything downstream),
 reporting wall time and peak memory of the snakemake process. Target: ≤ 5 s on 2 cores.
 
-    python benchmarks/dryrun_scale.py [--keep DIR]
+Snakemake spends ~2 ms per DAG job on top of ~2 s of start-up, so the time follows the job count,
+which follows the shard sizes (both options below; the defaults are sizes a SLURM cluster likes:
+jobs of tens of minutes, not seconds). Finer shards are valid configurations, just slower to plan.
+
+    python benchmarks/dryrun_scale.py [--keep DIR] [--perception-shards 25 50] [--sweep-shards 3]
 """
 
 from __future__ import annotations
@@ -52,37 +56,42 @@ def fake_manifest(dataset: str, subjects: int, sequences: int) -> list[dict]:
     return rows
 
 
-def study_config() -> dict:
+def study_config(sustech_shards: int, ccgr_shards: int, sweep_shards: int) -> dict:
     return {
         "study": "fullsize",
         "datasets": {
             "sustech1k": {"kind": "sustech1k", "root": "/data/SUSTech1K", "partition": "/data/SUSTech1K.json",
-                          "perception_shards": 100},
+                          "perception_shards": sustech_shards},
             "ccgr_mini": {"kind": "ccgr_mini", "root": "/data/CCGR-MINI", "partition": "/data/CCGR-MINI.json",
-                          "perception_shards": 200},
+                          "perception_shards": ccgr_shards},
         },
-        # ~250 real sequences per perception job (a few minutes of mediapipe); 100 generated videos per
-        # generation job. The upstream adapters render their own guidance, so no separate guidance jobs.
+        # ~1,000 real sequences per perception job (about half an hour of one core: SLURM favours fewer,
+        # longer jobs) and ~170 generated videos per generation job (2-3 GPU hours for the slowest
+        # animator). The upstream adapters render their own guidance, so no separate guidance jobs.
         "perception": {"real": {"pose": "mediapipe", "masks": "from_pose"}, "guidance": {"formats": []}},
         "models": {
             m: {"generator": m, "checkout": f"/opt/{m}", "python": f"/opt/envs/{m}/bin/python",
                 "resources": {"gpu": 1, "mem_mb": 32000, "runtime": 240}}
             for m in MODELS
         },  # fmt: skip
-        "sweep": {"models": list(MODELS), "identities": 250, "sequences_per_identity": 2, "shards": 5},
+        "sweep": {"models": list(MODELS), "identities": 250, "sequences_per_identity": 2, "shards": sweep_shards},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", help="working directory to use (kept afterwards)")
+    parser.add_argument("--perception-shards", type=int, nargs=2, default=(25, 50), metavar=("SUSTECH", "CCGR"),
+                        help="real perception shards per dataset (default 25 50: ~1,000 sequences per job)")
+    parser.add_argument("--sweep-shards", type=int, default=3,
+                        help="generation shards per (dataset, model, task, scenario); default 3: ~170 videos per job")
     args = parser.parse_args()
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="dryrun-"))
     workdir.mkdir(parents=True, exist_ok=True)
     for dataset, (subjects, sequences) in SIZES.items():
         write_table(fake_manifest(dataset, subjects, sequences), workdir / f"results/manifests/{dataset}.parquet", MANIFEST)
     config = workdir / "config.yaml"
-    config.write_text(yaml.safe_dump(study_config()))
+    config.write_text(yaml.safe_dump(study_config(*args.perception_shards, args.sweep_shards)))
     shutil.rmtree(workdir / ".snakemake", ignore_errors=True)
     videos = len(MODELS) * len(SIZES) * 250 * 4 * 2
     command = [

@@ -331,6 +331,23 @@ def test_factory_errors():
         build_recogniser("skeletongait++", class_num=3, width=0.2)
     with pytest.raises(ValueError, match="unknown field"):
         build_recogniser("biggait", class_num=3, dinov2_config={"hidden": 64})
+    with pytest.raises(ValueError, match="unknown option"):
+        build_recogniser("deepgaitv2", class_num=3, fusion_squeeze=4)
+
+
+@pytest.mark.parametrize("name", ["skeletongait++", "biggait"])
+def test_fusion_squeeze_sizes_the_attention_fusion(name):
+    """OpenGait's squeeze of 16 needs >= 16 first-stage channels; a smaller squeeze makes width 0.125 work."""
+    extra = {"image_size": 28, "dinov2_config": {"hidden_size": 24, "num_hidden_layers": 4}} if name == "biggait" else {}
+    with pytest.raises(ValueError, match="squeeze"):
+        build_recogniser(name, class_num=3, width=0.125, **extra)
+    model = build_recogniser(name, class_num=3, width=0.125, fusion_squeeze=4, **extra)
+    fusion = model.fusion if name == "skeletongait++" else model.gait_net.fusion
+    first_conv = fusion.conv.forward_block[0]
+    assert (first_conv.in_channels, first_conv.out_channels) == (16, 2)  # 2 sources x 8 channels -> 8 / 4
+    default = build_recogniser(name, class_num=3, width=0.25, **extra)
+    default_fusion = default.fusion if name == "skeletongait++" else default.gait_net.fusion
+    assert default_fusion.conv.forward_block[0].out_channels == 1  # 16 / 16, OpenGait's ratio
 
 
 class FixedScores(torch.nn.Module):

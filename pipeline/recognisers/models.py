@@ -300,12 +300,14 @@ class SkeletonGaitPP(Recogniser):
         embed_dim: int = 256,
         parts: int = 16,
         use_emb2: bool = False,
+        fusion_squeeze: int = 16,
     ) -> None:
         super().__init__(class_num=class_num, embed_dim=embed_dim, parts=parts, use_emb2=use_emb2)
         _check_architecture(channels, blocks, embed_dim, parts)
         c0, c1, c2, c3 = (int(c) for c in channels)
         self.channels = (c0, c1, c2, c3)
         self.blocks = tuple(int(b) for b in blocks)
+        self.fusion_squeeze = int(fusion_squeeze)
         self.sil_layer0 = SetBlockWrapper(
             nn.Sequential(conv3x3(1, c0), nn.BatchNorm2d(c0), nn.ReLU(inplace=True))
         )
@@ -314,7 +316,7 @@ class SkeletonGaitPP(Recogniser):
         )
         self.sil_layer1 = SetBlockWrapper(make_basic_layer(c0, c0, self.blocks[0], stride=1))
         self.map_layer1 = SetBlockWrapper(make_basic_layer(c0, c0, self.blocks[0], stride=1))
-        self.fusion = AttentionFusion(c0, squeeze_ratio=16, feat_len=2, layout="grouped")
+        self.fusion = AttentionFusion(c0, squeeze_ratio=self.fusion_squeeze, feat_len=2, layout="grouped")
         self.layer2 = make_p3d_layer(c0, c1, self.blocks[1], stride=2)
         self.layer3 = make_p3d_layer(c1, c2, self.blocks[2], stride=2)
         self.layer4 = make_p3d_layer(c2, c3, self.blocks[3], stride=1)
@@ -363,6 +365,7 @@ class GaitBaseFusionHead(nn.Module):
         embed_dim: int,
         parts: int,
         class_num: int,
+        fusion_squeeze: int = 16,
     ) -> None:
         super().__init__()
         c0, c3 = int(channels[0]), int(channels[3])
@@ -373,7 +376,7 @@ class GaitBaseFusionHead(nn.Module):
         self.BNNecks = SeparateBNNecks(parts, embed_dim, class_num)
         self.TP = PackSequenceWrapper()
         self.HPP = HorizontalPoolingPyramid((parts,))
-        self.fusion = AttentionFusion(c0, squeeze_ratio=16, feat_len=2, layout="interleaved")
+        self.fusion = AttentionFusion(c0, squeeze_ratio=fusion_squeeze, feat_len=2, layout="interleaved")
 
     def forward(
         self, part_maps: Tensor, appearance: Tensor, seq_lengths: Sequence[int] | None
@@ -486,6 +489,7 @@ class BigGait(Recogniser):
         part_dim: int = 16,
         appearance_dim: int = 16,
         black_da: float = 0.2,
+        fusion_squeeze: int = 16,
     ) -> None:
         super().__init__(class_num=class_num, embed_dim=embed_dim, parts=parts, use_emb2=use_emb2)
         _check_architecture(channels, blocks, embed_dim, parts)
@@ -520,6 +524,7 @@ class BigGait(Recogniser):
             embed_dim=embed_dim,
             parts=parts,
             class_num=class_num,
+            fusion_squeeze=fusion_squeeze,
         )
         # OpenGait initialises everything but the ViT, whose weights are loaded (or HF-initialised).
         init_opengait_parameters(self)
@@ -730,6 +735,7 @@ def build_biggait(
     image_size: int = 224,
     sils_size: int = 32,
     black_da: float = 0.2,
+    fusion_squeeze: int = 16,
 ) -> BigGait:
     """BigGait with pretrained DINOv2 weights from ``dinov2_path`` or a random ViT from ``dinov2_config``."""
     if dinov2_path is not None:
@@ -754,6 +760,7 @@ def build_biggait(
         image_size=image_size,
         sils_size=sils_size,
         black_da=black_da,
+        fusion_squeeze=fusion_squeeze,
     )
 
 
@@ -774,7 +781,8 @@ def build_recogniser(
     BigGait options: ``dinov2_path`` (HF folder or ``dinov2_vits14_pretrain.pth``; pretrained, frozen by
     default), ``dinov2_config`` (``"tiny"`` (default), ``"vits14"`` or Dinov2Config fields; random,
     trained by default), ``freeze_backbone``, ``image_size`` (224 → 448×224), ``sils_size`` (32 → 64×32),
-    ``black_da`` (0.2). Any other option is an error.
+    ``black_da`` (0.2). BigGait and SkeletonGait++: ``fusion_squeeze`` (16, OpenGait's; the attention
+    fusion's hidden width is the first stage's channels / this). Any other option is an error.
     """
     key = name.lower()
     if key not in RECOGNISERS:
@@ -791,14 +799,17 @@ def build_recogniser(
         "use_emb2": bool(use_emb2),
     }
     if key == "biggait":
-        allowed = {"dinov2_path", "dinov2_config", "freeze_backbone", "image_size", "sils_size", "black_da"}
+        allowed = {"dinov2_path", "dinov2_config", "freeze_backbone", "image_size", "sils_size", "black_da",
+                   "fusion_squeeze"}  # fmt: skip
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise ValueError(f"recognisers.biggait: unknown option(s) {unknown}; allowed {sorted(allowed)}")
         return build_biggait(**common, **options)  # type: ignore[arg-type]
+    if key == "skeletongait++" and "fusion_squeeze" in options:
+        # A CPU-sized first stage (e.g. 8 channels) needs a smaller squeeze than OpenGait's 16.
+        common["fusion_squeeze"] = int(options.pop("fusion_squeeze"))  # type: ignore[call-overload]
     if options:
-        raise ValueError(
-            f"recognisers.{key}: unknown option(s) {sorted(options)}; only 'channels' is accepted"
-        )
+        accepted = "'channels' and 'fusion_squeeze'" if key == "skeletongait++" else "'channels'"
+        raise ValueError(f"recognisers.{key}: unknown option(s) {sorted(options)}; only {accepted} is accepted")
     cls = {"deepgaitv2": DeepGaitV2, "skeletongait": SkeletonGait, "skeletongait++": SkeletonGaitPP}[key]
     return cls(**common)  # type: ignore[arg-type]
