@@ -37,8 +37,39 @@ KINDS = ("same", "novel")
 SYNTHETIC_STORE = "silhouettes/shard-0000.npz"
 
 
-def _covariate_grid(vocabulary) -> list[tuple[str, str, str]]:
-    return [(v, c, b) for v in vocabulary.views for c in vocabulary.clothing for b in vocabulary.bag]
+COVARIATE_SLOTS = {"views": "view", "clothing": "clothing", "bag": "bag"}
+
+
+def covariate_grid(
+    vocabulary, covariates: Mapping[str, Sequence[str] | None] | None = None
+) -> list[tuple[str, str, str]]:
+    """Every (view, clothing, bag) combination to draw synthetic clips from.
+
+    ``covariates`` (keys ``views``, ``clothing``, ``bag``; a missing or null key = the model's whole
+    vocabulary for that slot) restricts the grid; a value the model does not know is an error naming
+    the slot and the value (``any`` is not allowed here: a synthetic clip has concrete covariates).
+    """
+    covariates = dict(covariates or {})
+    unknown_keys = sorted(set(covariates) - set(COVARIATE_SLOTS))
+    if unknown_keys:
+        raise ValueError(
+            f"gaitcrafter: unknown covariate slot(s) {unknown_keys}; known: {list(COVARIATE_SLOTS)}"
+        )
+    chosen = {}
+    for key, slot in COVARIATE_SLOTS.items():
+        allowed = vocabulary.values(slot)
+        values = covariates.get(key)
+        if values is None:
+            chosen[key] = list(allowed)
+            continue
+        values = [str(v) for v in values]
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise ValueError(
+                f"gaitcrafter: unknown {slot} value(s) {bad or '(none given)'}; the model knows {list(allowed)}"
+            )
+        chosen[key] = list(dict.fromkeys(values))
+    return [(v, c, b) for v in chosen["views"] for c in chosen["clothing"] for b in chosen["bag"]]
 
 
 def synthesize_training_set(
@@ -54,8 +85,16 @@ def synthesize_training_set(
     steps: int | None = None,
     guidance_scale: float | None = None,
     device: str | None = None,
+    identities: Sequence[str] | None = None,
+    covariates: Mapping[str, Sequence[str] | None] | None = None,
+    sampler: str | None = None,
 ) -> tuple[Path, Path]:
-    """Write a synthetic source (``kind`` ``same`` or ``novel``); returns (manifest, silhouette store)."""
+    """Write a synthetic source (``kind`` ``same`` or ``novel``); returns (manifest, silhouette store).
+
+    ``identities`` restricts the clips (``same``) or the parents of the mixes (``novel``) to these
+    training identities — a model that also enrolled test identities must not leak them into a
+    recogniser's training set; ``covariates`` restricts the drawn covariates (:func:`covariate_grid`).
+    """
     from pipeline.gaitcrafter.sample import generate_silhouettes, random_novel_identities
     from pipeline.gaitcrafter.train import load_gaitcrafter
 
@@ -64,18 +103,20 @@ def synthesize_training_set(
     if per_identity < 1:
         raise ValueError(f"per_identity must be >= 1, got {per_identity}")
     model, checkpoint_info = load_gaitcrafter(checkpoint, device=device)
+    pool = list(model.vocabulary.identities) if identities is None else list(dict.fromkeys(identities))
+    unknown = sorted(set(pool) - set(model.vocabulary.identities))
+    if unknown:
+        raise ValueError(f"gaitcrafter: identities the model was not trained on: {unknown[:5]}")
     if kind == "same":
-        identities: list[tuple[str, str | Mapping[str, float]]] = [
-            (i, i) for i in model.vocabulary.identities
-        ]
+        chosen: list[tuple[str, str | Mapping[str, float]]] = [(i, i) for i in pool]
     else:
-        count = int(novel_count if novel_count is not None else len(model.vocabulary.identities))
-        mixes = random_novel_identities(model, count, parents, seed)
-        identities = [(f"novel-{k:03d}", mix) for k, mix in enumerate(mixes)]
-    grid = _covariate_grid(model.vocabulary)
+        count = int(novel_count if novel_count is not None else len(pool))
+        mixes = random_novel_identities(model, count, parents, seed, pool=pool)
+        chosen = [(f"novel-{k:03d}", mix) for k, mix in enumerate(mixes)]
+    grid = covariate_grid(model.vocabulary, covariates)
     rng = np.random.default_rng([seed, 11])
     jobs, rows = [], []
-    for k, (subject, identity) in enumerate(identities):
+    for k, (subject, identity) in enumerate(chosen):
         for j in range(per_identity):
             view, clothing, bag = grid[int(rng.integers(len(grid)))]
             condition = f"gc{j:03d}"
@@ -116,7 +157,7 @@ def synthesize_training_set(
     out = Path(out_dir)
     store = out / SYNTHETIC_STORE
     results = generate_silhouettes(
-        checkpoint, jobs, store, steps=steps, guidance_scale=guidance_scale, device=device
+        checkpoint, jobs, store, steps=steps, guidance_scale=guidance_scale, sampler=sampler, device=device
     )
     failed = {r["job_id"]: r["error"] for r in results if r["error"]}
     for row in rows:
@@ -164,4 +205,10 @@ def augmentation_variants(
     return variants
 
 
-__all__ = ["KINDS", "augmentation_variants", "low_label_subjects", "synthesize_training_set"]
+__all__ = [
+    "KINDS",
+    "augmentation_variants",
+    "covariate_grid",
+    "low_label_subjects",
+    "synthesize_training_set",
+]

@@ -205,30 +205,35 @@ def evaluate_novelty(
     steps: int | None = None,
     guidance_scale: float | None = None,
     real: Mapping[str, Sequence[np.ndarray]] | None = None,
+    identities: Sequence[str] | None = None,
+    sampler: str | None = None,
 ) -> dict[str, object]:
     """Generate ``novel_count`` novel identities and every training identity, ``samples`` clips each
     (same view, normal clothing, no bag, different seeds), and measure :func:`distinctness` against
     the *generated* training identities (same generator, so a generator-vs-real domain gap cannot
-    make novel identities look distinct) and, when ``real`` clips are given, against those too."""
+    make novel identities look distinct) and, when ``real`` clips are given, against those too.
+
+    ``identities`` restricts the training identities (generated for comparison, and the parents of
+    the mixes), e.g. to the train split when the model also enrolled test identities."""
     from pipeline.gaitcrafter.sample import random_novel_identities, sample
     from pipeline.gaitcrafter.train import load_gaitcrafter
 
     model, info = load_gaitcrafter(checkpoint)
     vocabulary = model.vocabulary
+    pool = list(vocabulary.identities) if identities is None else list(dict.fromkeys(identities))
     view = view if view is not None else vocabulary.views[len(vocabulary.views) // 2]
-    mixes = random_novel_identities(model, novel_count, parents, seed)
+    mixes = random_novel_identities(model, novel_count, parents, seed, pool=pool)
     labels = [f"novel-{k:03d}" for k in range(novel_count)]
-    identities: list[object] = [m for m in mixes for _ in range(samples)]
-    identities += [i for i in vocabulary.identities for _ in range(samples)]
-    n = len(identities)
-    cond = model.conditions(identities, [view] * n, ["normal"] * n, ["none"] * n)  # type: ignore[arg-type]
-    out = sample(model, cond, steps=steps, guidance_scale=guidance_scale, seed=seed)
+    conditioned: list[object] = [m for m in mixes for _ in range(samples)]
+    conditioned += [i for i in pool for _ in range(samples)]
+    n = len(conditioned)
+    cond = model.conditions(conditioned, [view] * n, ["normal"] * n, ["none"] * n)  # type: ignore[arg-type]
+    out = sample(model, cond, steps=steps, guidance_scale=guidance_scale, seed=seed, sampler=sampler)
     clips = list(out.silhouettes)
     novel = {label: clips[k * samples : (k + 1) * samples] for k, label in enumerate(labels)}
     offset = novel_count * samples
     generated_training = {
-        identity: clips[offset + k * samples : offset + (k + 1) * samples]
-        for k, identity in enumerate(vocabulary.identities)
+        identity: clips[offset + k * samples : offset + (k + 1) * samples] for k, identity in enumerate(pool)
     }
     parent_map = {label: list(mix) for label, mix in zip(labels, mixes, strict=True)}
     against_generated = distinctness(embed, novel, generated_training, parents=parent_map)

@@ -189,14 +189,18 @@ def evaluate_checkpoint(
     guidance_scale: float | None = None,
     seed: int = 0,
     splits: Sequence[str] = ("train",),
+    roles: Sequence[str] | None = None,
+    sampler: str | None = None,
 ) -> tuple[dict[str, object], list[LabelledClip]]:
     """Sample every (training identity, view) with normal clothing and no bag; compare with the real
-    sequences of the same covariates (:func:`summarise_quality`). Returns (summary, generated clips)."""
+    sequences of the same covariates (:func:`summarise_quality`). Returns (summary, generated clips).
+
+    ``splits`` / ``roles`` must select the sequences the model was trained on (its vocabulary)."""
     from pipeline.gaitcrafter.sample import sample
     from pipeline.gaitcrafter.train import load_gaitcrafter, load_training_data
 
     model, info = load_gaitcrafter(checkpoint)
-    data = load_training_data(silhouette_stores, manifest, info.config, splits=splits)
+    data = load_training_data(silhouette_stores, manifest, info.config, splits=splits, roles=roles)
     if data.vocabulary != model.vocabulary:
         raise ValueError(f"{info.path}: the data's identities/views differ from the model's vocabulary")
     cells = [(i, v) for i in model.vocabulary.identities for v in model.vocabulary.views]
@@ -204,7 +208,7 @@ def evaluate_checkpoint(
     cond = model.conditions(
         [i for i, _ in cells], [v for _, v in cells], ["normal"] * len(cells), ["none"] * len(cells)
     )
-    out = sample(model, cond, steps=steps, guidance_scale=guidance_scale, seed=seed)
+    out = sample(model, cond, steps=steps, guidance_scale=guidance_scale, seed=seed, sampler=sampler)
     generated = [LabelledClip(i, v, clip) for (i, v), clip in zip(cells, out.silhouettes, strict=True)]
     summary = summarise_quality(generated, real_clips(data))
     summary.update(

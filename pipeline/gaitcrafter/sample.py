@@ -159,14 +159,32 @@ def novel_identity_weights(weights: Mapping[int | str, float], model: GaitCrafte
 
 
 def random_novel_identities(
-    model: GaitCrafter, count: int, parents: int = 2, seed: int = 0, *, min_weight: float = 0.2
+    model: GaitCrafter,
+    count: int,
+    parents: int = 2,
+    seed: int = 0,
+    *,
+    min_weight: float = 0.2,
+    pool: Sequence[str] | None = None,
 ) -> list[dict[str, float]]:
     """``count`` novel identities, each a random convex mix of ``parents`` distinct training identities.
 
     Weights are ``min_weight + (1 − parents·min_weight)·Dirichlet(1)``, so no parent dominates a mix
     so much that the "novel" identity is a copy of it (2 parents, 0.2: each weight in [0.2, 0.8]).
+    ``pool`` restricts the parents to these identity labels (e.g. the train split's, when the model
+    also enrolled test identities); default: every identity of the model.
     """
-    n = len(model.vocabulary.identities)
+    labels = list(model.vocabulary.identities)
+    if pool is not None:
+        unknown = sorted(set(pool) - set(labels))
+        if unknown:
+            raise ValueError(
+                f"gaitcrafter: parent pool has identities the model does not know: {unknown[:5]}"
+            )
+        indices = [labels.index(label) for label in dict.fromkeys(pool)]
+    else:
+        indices = list(range(len(labels)))
+    n = len(indices)
     if not 2 <= parents <= n:
         raise ValueError(
             f"gaitcrafter: a novel identity mixes 2..{n} training identities, got parents={parents}"
@@ -178,7 +196,7 @@ def random_novel_identities(
     rng = np.random.default_rng([seed, 7])
     mixes = []
     for _ in range(count):
-        chosen = rng.choice(n, size=parents, replace=False)
+        chosen = np.asarray(indices)[rng.choice(n, size=parents, replace=False)]
         weights = min_weight + (1.0 - parents * min_weight) * rng.dirichlet(np.ones(parents))
         weights = weights / weights.sum()
         mixes.append(
