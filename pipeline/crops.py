@@ -223,6 +223,9 @@ __all__ = [
 # The "crops" stage
 
 
+SILHOUETTE_SKIP = "no RGB to crop: the generator outputs silhouettes (BigGait needs RGB crops)"
+
+
 def run_crops_stage(
     rows: list[dict],
     *,
@@ -233,13 +236,20 @@ def run_crops_stage(
     min_valid_frames: int,
     size: tuple[int, int] = BIGGAIT_SIZE,
 ) -> list[dict]:
-    """Person-centred RGB crops (``size`` = H, W) and w/h ratios for BigGait, boxed by the stage's masks."""
+    """Person-centred RGB crops (``size`` = H, W) and w/h ratios for BigGait, boxed by the stage's masks.
+
+    A generated video whose generator outputs silhouettes (``attributes.notes.output``) has no RGB to
+    crop: it is skipped with that reason instead of handing BigGait a white blob."""
     from pipeline.contracts import read_frame_store
-    from pipeline.io.sequences import frame_size, load_rgb
+    from pipeline.io.sequences import frame_size, generated_output, load_rgb
     from pipeline.masks import masks_from_store
     from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
 
     masks = read_frame_store(masks_store)
+    skip = upstream_errors([masks_status])
+    for row in rows:
+        if generated_output(row) == "silhouette":
+            skip.setdefault(row["sequence_id"], SILHOUETTE_SKIP)
 
     def process(row: dict) -> StageOutput:
         sid = row["sequence_id"]
@@ -261,6 +271,6 @@ def run_crops_stage(
         store_path=store,
         status_path=status,
         min_valid_frames=min_valid_frames,
-        skip=upstream_errors([masks_status]),
+        skip=skip,
         compress=False,  # photographic crops barely compress with zlib and would cost minutes per shard
     )

@@ -100,8 +100,13 @@ def build_driving(source: RealSource, job: dict, needs: tuple[str, ...]) -> Driv
 
 def generated_row(job: dict, model: str, source: RealSource) -> dict:
     driving = source.rows[job["driving_sequence"]]
-    attributes = {k: job[k] for k in ("task", "scenario", "driving_sequence", "reference_sequence", "reference_frame", "seed")}
-    attributes.update(model=model, driving_subject=job["driving_subject"], reference_subject=job["reference_subject"])
+    attributes = {
+        k: job[k]
+        for k in ("task", "scenario", "driving_sequence", "reference_sequence", "reference_frame", "seed")
+    }
+    attributes.update(
+        model=model, driving_subject=job["driving_subject"], reference_subject=job["reference_subject"]
+    )
     return {
         "dataset": job["dataset"],
         "subject": job["driving_subject"],
@@ -130,7 +135,9 @@ def run_generation_shard(
     """Generate every job of (scenario, shard) with one model load; write videos and their manifest."""
     from pipeline.io.video import write_video
 
-    jobs = [j for j in read_table(plan, PLAN).to_pylist() if j["scenario"] == scenario and j["shard"] == shard]
+    jobs = [
+        j for j in read_table(plan, PLAN).to_pylist() if j["scenario"] == scenario and j["shard"] == shard
+    ]
     source = RealSource(manifest, pose_summary, masks_summary)
     # Constructor options are the model's setup (checkout, env, weights); `params` go to every job.
     options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params"}}
@@ -151,12 +158,19 @@ def run_generation_shard(
                         driving=build_driving(source, job, tuple(generator.needs)),
                         seed=int(job["seed"]),
                         params=spec.get("params", {}),
+                        context={"plan": job, "driving_row": source.rows[job["driving_sequence"]]},
                     )
                 )
                 path = videos_dir / (job["job_id"].replace("/", "__") + ".mp4")
                 write_video(path, result.frames, result.fps)
                 height, width = result.frames.shape[1:3]
-                row.update(path_video=str(path), frame_count=len(result.frames), fps=result.fps, width=width, height=height)
+                row.update(
+                    path_video=str(path),
+                    frame_count=len(result.frames),
+                    fps=result.fps,
+                    width=width,
+                    height=height,
+                )
                 row["attributes"]["notes"] = result.notes
             except Exception as err:  # a failed job is a row; the shard carries on
                 log.exception("%s failed on %s", model, job["job_id"])

@@ -8,6 +8,9 @@ Backends (:func:`make_segmentation_backend`) return a :class:`MaskResult` (``mas
     followed main walker only (see :class:`pipeline.pose.MediapipePerception`).
 ``groundtruth``
     The synthetic world's stored bit-packed masks: ``segment(frames, mask=packed)``.
+``from_video``
+    The video *is* a person mask (a generated silhouette video: white person on black, GaitCrafter):
+    a pixel belongs to the person when its mean over the colour channels is ≥ ``threshold`` · 255.
 
 :func:`make_perception` builds a pose and a mask backend that share one mediapipe graph when both are
 ``mediapipe``; :func:`perceive` then runs the model once per clip for both outputs. Masks are stored in
@@ -133,9 +136,30 @@ class GroundTruthSegmentationBackend:
         pass
 
 
+class VideoSegmentationBackend:
+    """Masks read off a silhouette video: mean over channels ≥ ``threshold`` · 255 (default 0.5)."""
+
+    name = "from_video"
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        if not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"the from_video mask threshold must lie in (0, 1), got {threshold}")
+        self.threshold = float(threshold)
+
+    def segment(self, frames: np.ndarray | None, **inputs: Any) -> MaskResult:
+        if frames is None:
+            raise ValueError("the from_video segmentation backend needs frames")
+        frames = check_frames(frames)
+        return MaskResult.from_masks(frames.mean(axis=3) >= self.threshold * 255.0)
+
+    def close(self) -> None:
+        pass
+
+
 SEGMENTATION_BACKENDS: dict[str, Callable[..., SegmentationBackend]] = {
     "mediapipe": MediapipeSegmentationBackend,
     "groundtruth": GroundTruthSegmentationBackend,
+    "from_video": VideoSegmentationBackend,
 }
 
 
@@ -315,6 +339,7 @@ __all__ = [
     "MediapipeSegmentationBackend",
     "PerceptionResult",
     "SegmentationBackend",
+    "VideoSegmentationBackend",
     "flag_frames",
     "make_perception",
     "make_segmentation_backend",
@@ -342,7 +367,8 @@ def run_masks_stage(
     mediapipe: Mapping[str, Any] | None = None,
 ) -> list[dict]:
     """Person masks for every row: ``from_pose`` reuses the masks of the pose stage's mediapipe pass,
-    ``groundtruth`` reads the world's, ``mediapipe`` runs the segmenter on its own."""
+    ``groundtruth`` reads the world's, ``mediapipe`` runs the segmenter on its own, ``from_video``
+    thresholds a silhouette video (generated silhouettes)."""
     from pipeline.contracts import read_frame_store
     from pipeline.io.sequences import frame_size, groundtruth, load_rgb
     from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
@@ -361,6 +387,8 @@ def run_masks_stage(
         segmenter = make_segmentation_backend(
             "mediapipe", threshold=threshold, follow=bool((mediapipe or {}).get("follow_main_walker", True))
         )
+    elif backend == "from_video":
+        segmenter = make_segmentation_backend("from_video", threshold=threshold)
 
     def process(row: dict) -> StageOutput:
         if backend == "from_pose":

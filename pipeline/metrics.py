@@ -23,6 +23,13 @@ from pipeline.runner import stores_by_sequence
 log = logging.getLogger(__name__)
 
 DIAGNOSTIC_NAMES = ("flow_divergence", "thickening_index", "foot_sliding", "arm_swing_error", "cadence_error")
+# Generators whose output is a silhouette video (notes.output == "silhouette", GaitCrafter): what does
+# not apply to them is null with these reasons (not an error: the video is fine, the metric is not).
+SILHOUETTE_RGB_REASON = "not applicable: the generator outputs binary silhouettes, not RGB frames"
+SILHOUETTE_POSE_REASON = "not applicable: no pose is estimated on a generated silhouette video"
+SILHOUETTE_FLOW_REASON = (
+    "not applicable: a silhouette video has no texture and its walker is centred (no trajectory to compare)"
+)
 
 
 class Perception:
@@ -59,10 +66,23 @@ def _base(row: dict, attributes: dict) -> dict:
 
 
 def measure_video(
-    row: dict, attributes: dict, real_row: dict, real: Perception, gen: Perception, *, settings: dict, lpips_model
+    row: dict,
+    attributes: dict,
+    real_row: dict,
+    real: Perception,
+    gen: Perception,
+    *,
+    settings: dict,
+    lpips_model,
 ) -> tuple[dict, dict]:
     """(visual_metrics row, diagnostics row) of one generated video."""
-    visual: dict[str, Any] = {**_base(row, attributes), "ssim": None, "psnr": None, "lpips": None, "frames": None}
+    visual: dict[str, Any] = {
+        **_base(row, attributes),
+        "ssim": None,
+        "psnr": None,
+        "lpips": None,
+        "frames": None,
+    }
     diag: dict[str, Any] = {**_base(row, attributes), **dict.fromkeys(DIAGNOSTIC_NAMES)}
     notes: dict[str, Any] = {}
     if row.get("error"):
@@ -75,28 +95,38 @@ def measure_video(
     gen_masks = gen.mask(sid, gen_frames.shape[2])
     policy = settings.get("policy", "union")
     if gen_masks is None and policy in ("union", "generated"):
-        notes["policy"] = f"no person mask for the generated video: measured with the 'real' policy instead of '{policy}'"
+        notes["policy"] = (
+            f"no person mask for the generated video: measured with the 'real' policy instead of '{policy}'"
+        )
         policy = "real"
-    if attributes.get("notes", {}).get("output") == "silhouette":
-        visual["error"] = "RGB metrics skipped: the generator outputs silhouettes, not RGB"
+    silhouette = (attributes.get("notes") or {}).get("output") == "silhouette"
+    if silhouette:
+        notes.pop("policy", None)  # no masked RGB comparison happens, so no policy applies
+        notes["null_reasons"] = dict.fromkeys(("ssim", "psnr", "lpips"), SILHOUETTE_RGB_REASON)
+        visual["frames"] = len(gen_frames)
+        diagnostics = silhouette_diagnostics(real_masks, gen_masks)
     else:
-        result = video_metrics_row(real_frames, gen_frames, real_masks, gen_masks, policy, settings, lpips_model)
+        result = video_metrics_row(
+            real_frames, gen_frames, real_masks, gen_masks, policy, settings, lpips_model
+        )
         visual.update({k: result.get(k) for k in ("ssim", "psnr", "lpips")})
         visual["frames"] = int(result.get("frames", len(gen_frames)))
         notes.update(result.get("notes", {}))
-    from pipeline.diagnostics import video_diagnostics
+        from pipeline.diagnostics import video_diagnostics
 
-    diagnostics = video_diagnostics(
-        real.keypoints(real_sid) if real.keypoints(real_sid) is not None else np.zeros((len(real_frames), 17, 3)),
-        gen.keypoints(sid) if gen.keypoints(sid) is not None else np.zeros((len(gen_frames), 17, 3)),
-        float(real_row["fps"] or 25.0),
-        gen_fps=float(row["fps"] or real_row["fps"] or 25.0),
-        real_masks=real_masks,
-        gen_masks=gen_masks,
-        real_frames=real_frames,
-        gen_frames=gen_frames,
-        flow_method=settings.get("flow_method", "dis"),
-    )
+        diagnostics = video_diagnostics(
+            real.keypoints(real_sid)
+            if real.keypoints(real_sid) is not None
+            else np.zeros((len(real_frames), 17, 3)),
+            gen.keypoints(sid) if gen.keypoints(sid) is not None else np.zeros((len(gen_frames), 17, 3)),
+            float(real_row["fps"] or 25.0),
+            gen_fps=float(row["fps"] or real_row["fps"] or 25.0),
+            real_masks=real_masks,
+            gen_masks=gen_masks,
+            real_frames=real_frames,
+            gen_frames=gen_frames,
+            flow_method=settings.get("flow_method", "dis"),
+        )
     diag_notes = {}
     for name in DIAGNOSTIC_NAMES:
         value = diagnostics.get(name)
@@ -106,6 +136,23 @@ def measure_video(
     visual["notes"] = json.dumps(notes, sort_keys=True, default=str)
     diag["notes"] = json.dumps(diag_notes, sort_keys=True, default=str)
     return visual, diag
+
+
+def silhouette_diagnostics(real_masks: np.ndarray | None, gen_masks: np.ndarray | None) -> dict:
+    """Diagnostics of a generated silhouette video: the scale-free thickening index from the two
+    masks; the keypoint and optical-flow diagnostics are null with the reason."""
+    from pipeline.diagnostics import Diagnostic, thickening_index
+
+    out = {
+        name: Diagnostic(None, SILHOUETTE_POSE_REASON)
+        for name in ("foot_sliding", "arm_swing_error", "cadence_error")
+    }
+    out["flow_divergence"] = Diagnostic(None, SILHOUETTE_FLOW_REASON)
+    if real_masks is None or gen_masks is None:
+        out["thickening_index"] = Diagnostic(None, "masks not given")
+    else:
+        out["thickening_index"] = thickening_index(real_masks, gen_masks)
+    return out
 
 
 def video_metrics_row(real_frames, gen_frames, real_masks, gen_masks, policy, settings, lpips_model) -> dict:
@@ -156,28 +203,64 @@ def run_metrics_stage(
     real = Perception(stores_by_sequence(real_pose_summary), stores_by_sequence(real_masks_summary))
     gen_ids = [r["sequence_id"] for r in rows]
     gen = Perception(
-        {sid: gen_pose for sid in read_frame_store(gen_pose, fields=["valid"]).sequence_ids if sid in gen_ids},
-        {sid: gen_masks for sid in read_frame_store(gen_masks, fields=["valid"]).sequence_ids if sid in gen_ids},
+        {
+            sid: gen_pose
+            for sid in read_frame_store(gen_pose, fields=["valid"]).sequence_ids
+            if sid in gen_ids
+        },
+        {
+            sid: gen_masks
+            for sid in read_frame_store(gen_masks, fields=["valid"]).sequence_ids
+            if sid in gen_ids
+        },
     )
     lpips_model = lpips_from_config({"metrics": settings})
     if lpips_model is None:
-        log.warning("LPIPS is null for this run: the AlexNet backbone weights were not found (see the notes column)")
+        log.warning(
+            "LPIPS is null for this run: the AlexNet backbone weights were not found (see the notes column)"
+        )
     visual_rows, diag_rows = [], []
     for row in rows:
         attributes = json.loads(row["attributes"] or "{}")
         try:
             visual, diag = measure_video(
-                row, attributes, real_rows[attributes["driving_sequence"]], real, gen, settings=settings, lpips_model=lpips_model
+                row,
+                attributes,
+                real_rows[attributes["driving_sequence"]],
+                real,
+                gen,
+                settings=settings,
+                lpips_model=lpips_model,
             )
-            if lpips_model is None and visual.get("error") is None:
-                notes = json.loads(visual["notes"])
-                notes.setdefault("lpips", "null: AlexNet backbone weights not found (metrics.lpips.alexnet_weights or the torch hub cache)")
+            notes = json.loads(visual.get("notes") or "{}")
+            if (
+                lpips_model is None
+                and visual.get("error") is None
+                and "lpips" not in notes.get("null_reasons", {})
+            ):
+                notes.setdefault(
+                    "lpips",
+                    "null: AlexNet backbone weights not found (metrics.lpips.alexnet_weights or the torch hub cache)",
+                )
                 visual["notes"] = json.dumps(notes, sort_keys=True)
         except Exception as err:  # one bad video is a row, not a lost shard
             log.exception("metrics failed on %s", row["sequence_id"])
             message = f"metrics failed: {type(err).__name__}: {err}"
-            visual = {**_base(row, attributes), "ssim": None, "psnr": None, "lpips": None, "frames": None, "notes": "{}", "error": message}
-            diag = {**_base(row, attributes), **dict.fromkeys(DIAGNOSTIC_NAMES), "notes": "{}", "error": message}
+            visual = {
+                **_base(row, attributes),
+                "ssim": None,
+                "psnr": None,
+                "lpips": None,
+                "frames": None,
+                "notes": "{}",
+                "error": message,
+            }
+            diag = {
+                **_base(row, attributes),
+                **dict.fromkeys(DIAGNOSTIC_NAMES),
+                "notes": "{}",
+                "error": message,
+            }
         visual_rows.append(visual)
         diag_rows.append(diag)
     return (

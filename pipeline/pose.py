@@ -29,6 +29,10 @@ Backends (:func:`make_pose_backend`):
     as ONNX models through onnxruntime; model paths from ``perception.dwpose.detector`` and
     ``perception.dwpose.estimator``. See :class:`DWPoseBackend` for the pre/post-processing.
 
+The *stage* (:func:`run_pose_stage`) also accepts ``backend="none"``: no pose is estimated and every
+sequence is skipped with ``reason`` — what the workflow uses for generated silhouette videos
+(GaitCrafter), on which a pose estimator would only hallucinate keypoints on a white blob.
+
 Optional temporal smoothing of the image-based backends (``smoothing='savgol'`` or ``'one_euro'``) works
 on runs of consecutive detected frames only, so a gap never drags a keypoint across it; it is off by
 default because gait features are built from exactly the high-frequency limb motion a filter attenuates.
@@ -995,12 +999,33 @@ def run_pose_stage(
     keep_masks: bool = False,
     mediapipe: Mapping[str, Any] | None = None,
     dwpose: Mapping[str, Any] | None = None,
+    reason: str | None = None,
 ) -> list[dict]:
     """Estimate COCO-17 keypoints for every row; with ``keep_masks`` (mediapipe only) the same model
-    pass also stores the segmentation masks, which the masks stage's ``from_pose`` backend reuses."""
+    pass also stores the segmentation masks, which the masks stage's ``from_pose`` backend reuses.
+    ``backend="none"`` estimates nothing: every row is skipped with ``reason`` (stages that need pose
+    repeat it)."""
     from pipeline.io.sequences import groundtruth, load_rgb
     from pipeline.masks import flag_frames, make_perception, mask_fields, perceive
-    from pipeline.runner import StageOutput, run_shard
+    from pipeline.runner import SkipSequence, StageOutput, run_shard
+
+    if backend == "none":
+        if keep_masks:
+            raise ValueError("pose backend 'none' keeps no masks; use another mask backend than from_pose")
+        why = reason or "no pose estimated (pose backend 'none')"
+
+        def skip(row: dict) -> StageOutput:
+            raise SkipSequence(why)
+
+        return run_shard(
+            stage="pose",
+            backend="none",
+            rows=rows,
+            process=skip,
+            store_path=store,
+            status_path=status,
+            min_valid_frames=min_valid_frames,
+        )
 
     mp_opts = dict(mediapipe or {})
     pose_options: dict[str, Any] = {}

@@ -9,8 +9,27 @@ DDPM training / DDIM sampling, the configs — is our design.
 Modules: :mod:`.config` (tiny/full presets), :mod:`.model` (condition encoder + UNet),
 :mod:`.train` (data, loop, checkpoints), :mod:`.sample` (sampling, novel identities, sweep jobs),
 :mod:`.novelty` (distinctness of novel identities), :mod:`.quality` (sample-quality numbers),
-:mod:`.augment` (synthetic training sets and the augmentation experiment's variants).
+:mod:`.augment` (synthetic training sets and the augmentation experiment's variants), :mod:`.stage`
+(the workflow's entry points: training, quality, novelty, synthesis, augmentation variants).
 Import the submodules directly; this package imports nothing heavy.
 """
 
-__all__ = ["augment", "config", "model", "novelty", "quality", "sample", "train"]
+# Generators whose videos are silhouettes, not RGB (see pipeline.generators.base.OUTPUT_KINDS). The
+# workflow reads this at parse time without importing the generators (that costs a second);
+# tests/test_gaitcrafter_workflow.py checks it against every registered generator's ``output``.
+SILHOUETTE_GENERATORS = frozenset({"gaitcrafter"})
+# Why the pose stage (backend "none") skips their videos; skeleton maps repeat it.
+NO_POSE_REASON = "no pose estimated: the generator outputs silhouettes (a pose model would guess on a blob)"
+
+__all__ = [
+    "NO_POSE_REASON",
+    "SILHOUETTE_GENERATORS",
+    "augment",
+    "config",
+    "model",
+    "novelty",
+    "quality",
+    "sample",
+    "stage",
+    "train",
+]

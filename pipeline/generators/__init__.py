@@ -1,11 +1,13 @@
 """Generators (animators) behind one interface.
 
 Importing this package registers every generator: the built-ins (oracle, static, posewarp-sparse,
-posewarp-dense) and the upstream adapters (magicanimate, animateanyone, unianimate, mtvcrafter).
+posewarp-dense), the upstream adapters (magicanimate, animateanyone, unianimate, mtvcrafter) and
+GaitCrafter (``gaitcrafter``: silhouette output, conditioned on identity and covariates).
 """
 
-from pipeline.generators import builtin, posewarp, upstream  # noqa: F401  (registration side effects)
+from pipeline.generators import builtin, gaitcrafter, posewarp, upstream  # noqa: F401  (registration)
 from pipeline.generators.base import (  # noqa: F401
+    OUTPUT_KINDS,
     REGISTRY,
     Driving,
     GeneratedVideo,
@@ -14,5 +16,6 @@ from pipeline.generators.base import (  # noqa: F401
     Generator,
     Reference,
     make_generator,
+    output_of,
     register_generator,
 )

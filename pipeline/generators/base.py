@@ -54,6 +54,10 @@ class GenerationJob:
     driving: Driving
     seed: int
     params: Mapping[str, Any] = field(default_factory=dict)
+    # The sweep's view of the job, for generators conditioned on labels rather than on images
+    # (GaitCrafter): ``plan`` = the sweep_plan row (task, scenario, driving/reference subject, ...),
+    # ``driving_row`` = the driving sequence's manifest row (view, condition, attributes).
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +71,20 @@ class GeneratedVideo:
 
 class GenerationError(RuntimeError):
     """A job failed in a way the generator can explain (bad input, upstream crash with stderr tail)."""
+
+
+# What a generator's video shows. "rgb": a rendered person (every perception stage applies);
+# "silhouette": a white-on-black person mask (GaitCrafter): the workflow derives masks from the video
+# itself, estimates no pose, skips RGB crops and RGB metrics, and says so (see docs/architecture.md).
+OUTPUT_KINDS = ("rgb", "silhouette")
+
+
+def output_of(generator: object) -> str:
+    """``generator.output`` (a class or an instance), ``rgb`` when it does not say."""
+    kind = getattr(generator, "output", "rgb")
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"generator output must be one of {OUTPUT_KINDS}, got {kind!r}")
+    return kind
 
 
 @runtime_checkable

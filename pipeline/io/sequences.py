@@ -15,6 +15,20 @@ class MissingModality(LookupError):
     """The manifest row has no path for the modality a stage needs."""
 
 
+def generated_output(row: dict) -> str:
+    """What a manifest row's video shows: ``silhouette`` when its generator said so in
+    ``attributes.notes.output`` (GaitCrafter), else ``rgb`` (real videos and RGB generators)."""
+    import json
+
+    text = row.get("attributes")
+    try:
+        attributes = json.loads(text) if isinstance(text, str) and text else dict(text or {})
+    except (json.JSONDecodeError, TypeError, ValueError):
+        return "rgb"
+    notes = attributes.get("notes") if isinstance(attributes, dict) else None
+    return "silhouette" if isinstance(notes, dict) and notes.get("output") == "silhouette" else "rgb"
+
+
 def load_rgb(row: dict) -> np.ndarray:
     """RGB frames [T, H, W, 3] uint8 of a manifest row (video, frame folder or RGB pkl, in that order)."""
     if row.get("path_video"):
