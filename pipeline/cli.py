@@ -171,7 +171,13 @@ def train_recogniser(*, manifest: str, perception_root: str, out_dir: str, confi
 
 
 def embed_shard(
-    *, manifest: str, shard: str, shards: int, source_root: str, recognisers: dict[str, str], out: dict[str, str],
+    *,
+    manifest: str,
+    shard: str,
+    shards: int,
+    source_root: str,
+    recognisers: dict[str, str],
+    out: dict[str, str],
     threads: int | None = None,
 ) -> None:
     """Embeddings of one perception shard with every recogniser (one output file per recogniser)."""
@@ -179,9 +185,13 @@ def embed_shard(
     from pipeline.runner import shard_rows
 
     rows = shard_rows(manifest, shard, shards)
-    stores = {stage: f"{source_root}/{stage}/{shard}.npz" for stage in ("silhouettes", "skeleton_maps", "crops")}
+    stores = {
+        stage: f"{source_root}/{stage}/{shard}.npz" for stage in ("silhouettes", "skeleton_maps", "crops")
+    }
     for name, checkpoint in recognisers.items():
-        run_embed_stage(rows, out=out[name], recogniser=name, checkpoint=checkpoint, stores=stores, threads=threads)
+        run_embed_stage(
+            rows, out=out[name], recogniser=name, checkpoint=checkpoint, stores=stores, threads=threads
+        )
 
 
 # Whole-source stages whose inputs are many files: one JSON object of keyword arguments each.
@@ -190,7 +200,33 @@ SPEC_COMMANDS = {
     "embed": ("pipeline.cli", "embed_shard", "embed one perception shard with every recogniser"),
     "real-retrieval": ("pipeline.retrieval", "run_real_retrieval", "protocol metrics of the real probes"),
     "evaluate-generated": ("pipeline.retrieval", "run_generated_evaluation", "rank generated probes"),
-    "metrics": ("pipeline.metrics", "run_metrics_stage", "visual metrics and diagnostics of a generation shard"),
+    "metrics": (
+        "pipeline.metrics",
+        "run_metrics_stage",
+        "visual metrics and diagnostics of a generation shard",
+    ),
+    "train-gaitcrafter": (
+        "pipeline.gaitcrafter.stage",
+        "train_stage",
+        "train (or resume) a dataset's GaitCrafter",
+    ),
+    "gaitcrafter-quality": ("pipeline.gaitcrafter.stage", "quality_stage", "sample quality of a GaitCrafter"),
+    "gaitcrafter-novelty": (
+        "pipeline.gaitcrafter.stage",
+        "novelty_stage",
+        "distinctness of novel identities",
+    ),
+    "gaitcrafter-synthesize": ("pipeline.gaitcrafter.stage", "synthesize_stage", "a synthetic training set"),
+    "gaitcrafter-augment": (
+        "pipeline.gaitcrafter.stage",
+        "augment_variant_stage",
+        "one augmentation variant",
+    ),
+    "gaitcrafter-augmentation": (
+        "pipeline.gaitcrafter.stage",
+        "augmentation_table_stage",
+        "the augmentation table",
+    ),
     "aggregate": ("pipeline.aggregate", "run_aggregate", "the study's tables"),
     "report": ("pipeline.report", "build_report", "the HTML report"),
 }
@@ -204,17 +240,23 @@ def _spec_command(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gaitfid", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="gaitfid", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], None], help_text: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(handler=handler)
         return p
 
     p = command("world-spec", _world_spec, "resolve a world's identities into world.json")
-    p.add_argument("--spec", type=_spec, required=True, help="the world's config entry as JSON (plus 'dataset')")
+    p.add_argument(
+        "--spec", type=_spec, required=True, help="the world's config entry as JSON (plus 'dataset')"
+    )
     p.add_argument("--out", required=True)
 
     p = command("world-render", _world_render, "render one shard of a world")
@@ -273,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--spec", type=_spec, required=True, help="keyword arguments as a JSON object")
 
     p = command("index", _index, "index a dataset on disk into the manifest")
-    p.add_argument("--spec", type=_spec, required=True, help="the dataset's config entry as JSON (plus 'name')")
+    p.add_argument(
+        "--spec", type=_spec, required=True, help="the dataset's config entry as JSON (plus 'name')"
+    )
     p.add_argument("--out", required=True)
     return parser
 
@@ -281,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args.handler(args)
     return 0

@@ -833,6 +833,33 @@ def write_embedding_frame(frame: pl.DataFrame, out: str) -> None:
     write_table(frame.to_arrow(), out, EMBEDDINGS)
 
 
+def protocol_rows(
+    test: pl.DataFrame, *, protocol: str, metric: str, dataset: str, recogniser: str
+) -> list[dict]:
+    """``real_retrieval`` rows (dataset, recogniser, protocol, condition, metric, value in %) of a test
+    set's embeddings under ``protocol``; ``generic`` also reports every probe condition. No usable
+    gallery sequence: no rows (logged). The real-probe baseline and the GaitCrafter augmentation
+    experiment both score their test sets here."""
+    if test.filter((pl.col("role") == "gallery") & pl.col("error").is_null()).height == 0:
+        log.warning("%s/%s: no usable gallery sequence: no retrieval numbers", dataset, recogniser)
+        return []
+    overrides: dict[str, object] = {"metric": metric}
+    if protocol == "generic":
+        overrides["group_by"] = "condition"  # Overall plus one group per probe condition
+    result = evaluate(test, get_protocol(protocol, **overrides))
+    return [
+        {
+            "dataset": dataset,
+            "recogniser": recogniser,
+            "protocol": r["protocol"],
+            "condition": r["group"],
+            "metric": r["metric"],
+            "value": None if r["value"] is None else float(r["value"]),
+        }
+        for r in result.summary.to_dicts()
+    ]
+
+
 def run_real_retrieval(
     *,
     embeddings: Mapping[str, Sequence[str]],
@@ -858,25 +885,7 @@ def run_real_retrieval(
         test = table.filter(pl.col("role") != "train")
         write_embedding_frame(test, gallery_out[recogniser])
         twins += twin_rows(test, manifest_rows, dataset=dataset, recogniser=recogniser, metric=metric)
-        if test.filter((pl.col("role") == "gallery") & pl.col("error").is_null()).height == 0:
-            log.warning("%s/%s: no usable gallery sequence: no real retrieval numbers", dataset, recogniser)
-            continue
-        overrides = {"metric": metric}
-        if protocol == "generic":
-            overrides["group_by"] = "condition"  # Overall plus one group per probe condition
-        result = evaluate(test, get_protocol(protocol, **overrides))
-        for r in result.summary.to_dicts():
-            value = r["value"]
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "recogniser": recogniser,
-                    "protocol": r["protocol"],
-                    "condition": r["group"],
-                    "metric": r["metric"],
-                    "value": None if value is None else float(value),
-                }
-            )
+        rows += protocol_rows(test, protocol=protocol, metric=metric, dataset=dataset, recogniser=recogniser)
     write_table(rows, out, CONTRACTS["real_retrieval"])
     if twins_out:
         write_table(twins, twins_out, twin_contract())
@@ -889,18 +898,27 @@ def probe_result_rows(
     identity transfer, of the reference identity) for every generated video."""
     by_id = {row["sequence_id"]: row for row in generated}
     probes = embeddings.with_columns(
-        pl.col("sequence_id").replace_strict(
-            {sid: json.loads(r["attributes"] or "{}").get("driving_subject") for sid, r in by_id.items()}, default=None
-        ).alias("driving_subject"),
-        pl.col("sequence_id").replace_strict(
-            {sid: json.loads(r["attributes"] or "{}").get("reference_subject") for sid, r in by_id.items()}, default=None
-        ).alias("reference_subject"),
+        pl.col("sequence_id")
+        .replace_strict(
+            {sid: json.loads(r["attributes"] or "{}").get("driving_subject") for sid, r in by_id.items()},
+            default=None,
+        )
+        .alias("driving_subject"),
+        pl.col("sequence_id")
+        .replace_strict(
+            {sid: json.loads(r["attributes"] or "{}").get("reference_subject") for sid, r in by_id.items()},
+            default=None,
+        )
+        .alias("reference_subject"),
     )
     results: dict[tuple[str, str], dict] = {}
     usable = probes.filter(pl.col("error").is_null())
     if usable.height:
         ranked = evaluate_generated(
-            usable, gallery, targets={"driving": "driving_subject", "reference": "reference_subject"}, metric=metric
+            usable,
+            gallery,
+            targets={"driving": "driving_subject", "reference": "reference_subject"},
+            metric=metric,
         )
         for r in ranked.per_probe.to_dicts():
             results[(r["sequence_id"], r["target"])] = r
@@ -959,7 +977,9 @@ def run_generated_evaluation(
     rows: list[dict] = []
     for recogniser, checkpoint in recognisers.items():
         path = str(Path(embeddings_dir) / f"{recogniser.replace('+', 'p')}.parquet")
-        run_embed_stage(usable, out=path, recogniser=recogniser, checkpoint=checkpoint, stores=stores, threads=threads)
+        run_embed_stage(
+            usable, out=path, recogniser=recogniser, checkpoint=checkpoint, stores=stores, threads=threads
+        )
         rows += probe_result_rows(
             generated,
             read_embedding_files([path]),
@@ -972,7 +992,6 @@ def run_generated_evaluation(
 
 # ---------------------------------------------------------------------------------------------
 # The world's twins: does a recogniser follow motion or appearance? (ground truth for Task 2)
-
 
 
 def twin_contract():
@@ -994,7 +1013,9 @@ def twin_contract():
                     pa.field("own_identity_pct", pa.float64()),
                     pa.field("follows", pa.string()),
                 ],
-                metadata={"doc": "twin pairs: how often a probe's nearest gallery identity of the pair is its own"},
+                metadata={
+                    "doc": "twin pairs: how often a probe's nearest gallery identity of the pair is its own"
+                },
             ),
             allowed_values={"twin_kind": ("motion_only", "appearance_only")},
             unique_key=("dataset", "recogniser", "twin_kind"),
@@ -1002,7 +1023,9 @@ def twin_contract():
     )
 
 
-def twin_rows(test: pl.DataFrame, manifest_rows: Sequence[Mapping], *, dataset: str, recogniser: str, metric: str) -> list[dict]:
+def twin_rows(
+    test: pl.DataFrame, manifest_rows: Sequence[Mapping], *, dataset: str, recogniser: str, metric: str
+) -> list[dict]:
     """For every probe of a twin pair (A, A′ sharing all factors but one), is its nearest gallery
     sequence among A ∪ A′ its own identity? Motion-only twins look identical, so a recogniser that
     tells them apart follows motion; appearance-only twins walk identically, so one that tells them
@@ -1031,8 +1054,12 @@ def twin_rows(test: pl.DataFrame, manifest_rows: Sequence[Mapping], *, dataset: 
             continue
         pct = 100.0 * float(np.mean(values))
         trait = "motion" if kind == "motion_only" else "appearance"
-        follows = f"tells {kind.replace('_only', '')}-only twins apart: uses {trait}" if pct >= 75 else (
-            f"confuses {kind.replace('_only', '')}-only twins: ignores {trait}" if pct <= 60 else "partly"
+        follows = (
+            f"tells {kind.replace('_only', '')}-only twins apart: uses {trait}"
+            if pct >= 75
+            else (
+                f"confuses {kind.replace('_only', '')}-only twins: ignores {trait}" if pct <= 60 else "partly"
+            )
         )
         rows.append({"dataset": dataset, "recogniser": recogniser, "twin_kind": kind, "probes": len(values),
                      "own_identity_pct": pct, "follows": follows})  # fmt: skip
