@@ -81,7 +81,7 @@ SPARSE, DENSE = "posewarp-sparse", "posewarp-dense"
 # Display order of the study's models and scenarios.
 MODEL_ORDER = (
     "oracle", "static", "posewarp-sparse", "posewarp-dense",
-    "magicanimate", "animateanyone", "unianimate", "mtvcrafter",
+    "magicanimate", "animateanyone", "unianimate", "mtvcrafter", "gaitcrafter",
 )  # fmt: skip
 SCENARIO_ORDER = ("baseline", "off_pose", "in_the_wild", "transfer")
 # Whether a larger value is better (for best/worst choices and the summary).
