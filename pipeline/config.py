@@ -66,7 +66,9 @@ def check_references(config: dict) -> None:
             raise ConfigError(f"datasets/{name}/world: no world named '{dataset['world']}' under worlds")
     for name, world in worlds.items():
         if world["train_identities"] >= world["identities"]:
-            raise ConfigError(f"worlds/{name}/train_identities must be < identities (test identities are needed)")
+            raise ConfigError(
+                f"worlds/{name}/train_identities must be < identities (test identities are needed)"
+            )
         names = [c["name"] for c in world["conditions"]]
         if len(set(names)) != len(names):
             raise ConfigError(f"worlds/{name}/conditions: duplicate condition names {names}")
@@ -75,6 +77,71 @@ def check_references(config: dict) -> None:
             raise ConfigError(f"worlds/{name}/gallery_conditions: unknown conditions {unknown}")
         if world["motion_source"] == "mixed" and world["mocap_identities"] > world["identities"]:
             raise ConfigError(f"worlds/{name}/mocap_identities exceeds identities")
+    check_gaitcrafter(config)
+
+
+def world_view_labels(config: dict, dataset: str) -> list[str] | None:
+    """The view labels of a world dataset (as its manifest will carry them); None for other kinds."""
+    from pipeline.world.plan import view_label
+
+    spec = config["datasets"][dataset]
+    if spec["kind"] != "world":
+        return None
+    return [view_label(v) for v in config["worlds"][spec["world"]]["views"]]
+
+
+def check_gaitcrafter(config: dict) -> None:
+    """The GaitCrafter section: known datasets, the preset's overrides (unknown keys and invalid values
+    name the key), view labels the world datasets really have, and the novelty check's recogniser.
+
+    Clothing and bag values are enums in the schema; the augmentation's recogniser ``train`` keys are
+    checked when its job starts (that check needs torch, too slow for parsing the workflow)."""
+    from pipeline.gaitcrafter.config import GaitCrafterConfig
+
+    section = config.get("gaitcrafter") or {}
+    if not section:
+        return
+    datasets = section.get("datasets")
+    unknown = sorted(set(datasets or []) - set(config["datasets"]))
+    if unknown:
+        raise ConfigError(f"gaitcrafter/datasets: unknown datasets {unknown}")
+    try:
+        settings = GaitCrafterConfig.from_mapping(
+            {**section.get("settings", {}), "preset": section.get("preset", "tiny")}
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"gaitcrafter/settings: {err}") from err
+    augmentation = section.get("augmentation", {})
+    novelty = section.get("evaluation", {}).get("novelty", {})
+    used = {
+        "gaitcrafter/augmentation/covariates/views": (augmentation.get("covariates") or {}).get("views")
+        or [],
+        "gaitcrafter/evaluation/novelty/view": [novelty["view"]] if novelty.get("view") else [],
+    }
+    for name in datasets if datasets is not None else sorted(config["datasets"]):
+        labels = world_view_labels(config, name)
+        if labels is None:
+            continue  # real datasets: views are checked against the trained model when it is used
+        if settings.views is not None and set(labels) - set(settings.views):
+            missing = sorted(set(labels) - set(settings.views))
+            raise ConfigError(
+                f"gaitcrafter/settings/views: dataset {name} has views {missing} the vocabulary lacks"
+            )
+        for key, values in used.items():
+            bad = sorted(set(values) - set(labels))
+            if bad:
+                raise ConfigError(
+                    f"{key}: unknown view value(s) {bad} for dataset {name}; its views are {labels}"
+                )
+    recognisers = config.get("recognisers", {})
+    if novelty.get("enabled", True):
+        name = novelty.get("recogniser", "deepgaitv2")
+        checkpoint = (recognisers.get("settings", {}).get(name) or {}).get("checkpoint")
+        if name not in recognisers.get("names", []) and not checkpoint:
+            raise ConfigError(
+                f"gaitcrafter/evaluation/novelty/recogniser: {name} is not in recognisers/names and has no "
+                "checkpoint; the novelty check embeds with the dataset's trained recogniser"
+            )
 
 
 def load_config(path: str | Path) -> dict:

@@ -70,6 +70,7 @@ def get_final_outputs():
     if SWEEP["models"]:
         outputs.append("results/sweep/sweep.parquet")
     outputs += evaluation_outputs()
+    outputs += gaitcrafter_outputs()
     outputs += report_outputs()
     return outputs
 
@@ -86,8 +87,13 @@ def is_generated(source):
 
 
 def backends_of(source):
-    """Pose and mask backends of a source: a dataset's own sequences, or a shard of generated videos."""
+    """Pose and mask backends of a source: a dataset's own sequences, or a shard of generated videos.
+
+    Videos of a silhouette generator (GaitCrafter) are masks already: masks come from the video
+    (``from_video``) and no pose is estimated (``none``: every sequence skipped with the reason)."""
     if is_generated(source):
+        if is_silhouette_model(source.split("/")[2]):
+            return {"pose": "none", "masks": "from_video"}
         return dict(PERCEPTION["generated"])
     dataset = DATASETS[source]
     default = PERCEPTION["real"]
@@ -139,12 +145,14 @@ def get_pose_options(wildcards):
 def _get_pose_options(source, shard, fmt):
     wildcards = Namespace(source=source, shard=shard, fmt=fmt)
     backends = backends_of(wildcards.source)
+    extra = {"reason": NO_POSE_REASON} if backends["pose"] == "none" else {}
     return options_json(
         backend=backends["pose"],
         keep_masks=backends["masks"] == "from_pose",
         min_valid_frames=PERCEPTION["min_valid_frames"],
         mediapipe=PERCEPTION["mediapipe"],
         dwpose=PERCEPTION["dwpose"],
+        **extra,
     )
 
 
@@ -282,16 +290,24 @@ def get_plan_params(wildcards):
 
 
 def get_generation_inputs(wildcards):
-    return {
+    inputs = {
         "plan": f"results/sweep/{wildcards.dataset}/plan.parquet",
         "manifest": f"results/manifests/{wildcards.dataset}.parquet",
         "pose": f"results/perception/{wildcards.dataset}/pose/summary.parquet",
         "masks": f"results/perception/{wildcards.dataset}/masks/summary.parquet",
     }
+    if is_gaitcrafter_model(wildcards.model):
+        inputs["gaitcrafter"] = gaitcrafter_model_file(wildcards.dataset)
+    return inputs
 
 
 def get_model_spec(wildcards):
-    return json.dumps(MODELS[wildcards.model], sort_keys=True)
+    spec = dict(MODELS[wildcards.model])
+    if is_gaitcrafter_model(wildcards.model):
+        # The dataset's trained GaitCrafter; gaitcrafter.sampling under the model's own params.
+        spec["checkpoint"] = gaitcrafter_model_file(wildcards.dataset)
+        spec["params"] = {**gaitcrafter_sampling(), **spec.get("params", {})}
+    return json.dumps(spec, sort_keys=True)
 
 
 def model_resource(name, scale_with_attempt=False):
@@ -580,6 +596,7 @@ def get_report_inputs(wildcards):
         "tables": expand("results/aggregate/{table}.parquet", table=[*AGGREGATE_TABLES, *AGGREGATE_EXTRA]),
         "generated": [f"results/generated/{s[len('gen/'):]}/manifest.parquet" for s in sources],
         "real": [f"results/manifests/{d}.parquet" for d in sorted(DATASETS)],
+        "gaitcrafter": [path for d in GC_DATASETS for path in [gaitcrafter_model_file(d), *gaitcrafter_tables(d).values()]],
     }
 
 
@@ -591,6 +608,7 @@ def get_report_spec(wildcards):
             "strips": {"generated_manifests": inputs["generated"], "real_manifests": inputs["real"], "metric": "ssim"},
             "out_html": "results/report/report.html",
             "plots_dir": "results/report/plots",
+            "gaitcrafter": {d: {"model": gaitcrafter_model_file(d), **gaitcrafter_tables(d)} for d in GC_DATASETS},
             "title": f"Gait biometric fidelity: {config.get('study', 'study')}",
         },
         sort_keys=True,
@@ -601,3 +619,227 @@ def report_outputs():
     if not SWEEP["models"]:
         return []
     return ["results/report/report.html"]
+
+
+# ---- GaitCrafter: training, sweep generator, evaluation, augmentation experiment ---------------
+
+from pipeline.gaitcrafter import NO_POSE_REASON, SILHOUETTE_GENERATORS  # noqa: E402
+
+GAITCRAFTER = config["gaitcrafter"]
+GC_EVAL = GAITCRAFTER["evaluation"]
+GC_AUG = GAITCRAFTER["augmentation"]
+GC_DATASETS = list(GAITCRAFTER["datasets"])
+GC_KINDS = ("same", "novel")
+
+
+def is_silhouette_model(model):
+    return MODELS[model]["generator"] in SILHOUETTE_GENERATORS
+
+
+def is_gaitcrafter_model(model):
+    return MODELS[model]["generator"] == "gaitcrafter"
+
+
+def gaitcrafter_model_file(dataset):
+    return f"results/gaitcrafter/{dataset}/model.json"
+
+
+def gaitcrafter_sampling():
+    """gaitcrafter.sampling without its nulls (null = the checkpoint's own setting)."""
+    return {k: v for k, v in GAITCRAFTER["sampling"].items() if v is not None}
+
+
+def silhouette_stores(dataset):
+    return [f"results/perception/{dataset}/silhouettes/{shard}.npz" for shard in shard_names(shards_of(dataset))]
+
+
+def gaitcrafter_source_inputs(wildcards):
+    """A dataset's manifest and silhouette summary (the stores sit beside the summary's statuses)."""
+    return {
+        "manifest": f"results/manifests/{wildcards.dataset}.parquet",
+        "silhouettes": f"results/perception/{wildcards.dataset}/silhouettes/summary.parquet",
+    }
+
+
+def get_gaitcrafter_train_spec(wildcards):
+    return json.dumps(
+        {
+            "manifest": f"results/manifests/{wildcards.dataset}.parquet",
+            "silhouettes": silhouette_stores(wildcards.dataset),
+            "out_dir": f"results/gaitcrafter/{wildcards.dataset}",
+            "model": gaitcrafter_model_file(wildcards.dataset),
+            "dataset": wildcards.dataset,
+            "preset": GAITCRAFTER["preset"],
+            "settings": {"threads": GAITCRAFTER["threads"], "progress": False, **GAITCRAFTER["settings"]},
+            "enrol": GAITCRAFTER["enrol"],
+        },
+        sort_keys=True,
+    )
+
+
+def gaitcrafter_resource(name):
+    def resource(wildcards, attempt):
+        value = GAITCRAFTER["resources"][name]
+        if name == "gpu":
+            return value or None  # CPU: request no GPU at all
+        return value * attempt
+
+    return resource
+
+
+def gaitcrafter_partition(wildcards):
+    return CLUSTER["gpu_partition"] if GAITCRAFTER["resources"]["gpu"] else CLUSTER["cpu_partition"]
+
+
+def gaitcrafter_gpu_model(wildcards):
+    return CLUSTER["gpu_model"] if GAITCRAFTER["resources"]["gpu"] else None
+
+
+def get_gaitcrafter_quality_spec(wildcards):
+    return json.dumps(
+        {
+            "model": gaitcrafter_model_file(wildcards.dataset),
+            "manifest": f"results/manifests/{wildcards.dataset}.parquet",
+            "silhouettes": silhouette_stores(wildcards.dataset),
+            "dataset": wildcards.dataset,
+            "out": f"results/gaitcrafter/{wildcards.dataset}/quality.parquet",
+            "sampling": gaitcrafter_sampling(),
+            "samples_per_cell": GC_EVAL["quality"]["samples_per_cell"],
+            "threads": GAITCRAFTER["threads"],
+        },
+        sort_keys=True,
+    )
+
+
+def get_gaitcrafter_novelty_inputs(wildcards):
+    name = GC_EVAL["novelty"]["recogniser"]
+    return {
+        **gaitcrafter_source_inputs(wildcards),
+        "model": gaitcrafter_model_file(wildcards.dataset),
+        "recogniser": checkpoint_of(wildcards.dataset, name),
+    }
+
+
+def get_gaitcrafter_novelty_spec(wildcards):
+    novelty = GC_EVAL["novelty"]
+    return json.dumps(
+        {
+            "model": gaitcrafter_model_file(wildcards.dataset),
+            "recogniser": novelty["recogniser"],
+            "recogniser_checkpoint": checkpoint_of(wildcards.dataset, novelty["recogniser"]),
+            "manifest": f"results/manifests/{wildcards.dataset}.parquet",
+            "silhouettes": silhouette_stores(wildcards.dataset),
+            "dataset": wildcards.dataset,
+            "out": f"results/gaitcrafter/{wildcards.dataset}/novelty.parquet",
+            "novel_identities": novelty["novel_identities"],
+            "samples": novelty["samples"],
+            "parents": novelty["parents"],
+            "view": novelty["view"],
+            "seed": novelty["seed"],
+            "sampling": gaitcrafter_sampling(),
+            "threads": GAITCRAFTER["threads"],
+        },
+        sort_keys=True,
+    )
+
+
+def get_gaitcrafter_synthesize_spec(wildcards):
+    return json.dumps(
+        {
+            "model": gaitcrafter_model_file(wildcards.dataset),
+            "out_dir": f"results/gaitcrafter/{wildcards.dataset}/synthetic/{wildcards.kind}",
+            "kind": wildcards.kind,
+            "dataset": wildcards.dataset,
+            "per_identity": GC_AUG["clips_per_identity"],
+            "novel_identities": GC_AUG["novel_identities"],
+            "parents": GC_AUG["parents"],
+            "covariates": GC_AUG["covariates"],
+            "sampling": gaitcrafter_sampling(),
+            "seed": GC_AUG["seed"],
+            "threads": GAITCRAFTER["threads"],
+        },
+        sort_keys=True,
+    )
+
+
+from pipeline.gaitcrafter.stage import variant_names, variant_needs  # noqa: E402
+
+GC_VARIANTS = variant_names(GC_AUG["variants"], GC_AUG["low_label_percents"])
+
+
+def get_gaitcrafter_augment_inputs(wildcards):
+    inputs = gaitcrafter_source_inputs(wildcards)
+    for kind in variant_needs(wildcards.variant):
+        inputs[kind] = f"results/gaitcrafter/{wildcards.dataset}/synthetic/{kind}/manifest.parquet"
+    return inputs
+
+
+def augmentation_note():
+    if GAITCRAFTER["enrol"] == "gallery":
+        return (
+            "the GaitCrafter that made the synthetic clips also saw the test split's gallery sequences "
+            "(enrolment for the sweep); its synthetic clips are of train-split identities only"
+        )
+    return None
+
+
+def get_gaitcrafter_augment_spec(wildcards):
+    base = f"results/gaitcrafter/{wildcards.dataset}"
+    return json.dumps(
+        {
+            "dataset": wildcards.dataset,
+            "variant": wildcards.variant,
+            "real_manifest": f"results/manifests/{wildcards.dataset}.parquet",
+            "real_silhouettes": silhouette_stores(wildcards.dataset),
+            "synthetic": {kind: f"{base}/synthetic/{kind}" for kind in variant_needs(wildcards.variant)},
+            "recogniser": GC_AUG["recogniser"],
+            "model_options": GC_AUG["model_options"],
+            "train_settings": GC_AUG["train"],
+            "protocol": protocol_of(wildcards.dataset),
+            "metric": RECOGNISERS["metric"],
+            "out_dir": f"{base}/augmentation/{wildcards.variant}",
+            "out": f"{base}/augmentation/{wildcards.variant}/retrieval.parquet",
+            "seed": GC_AUG["seed"],
+            "threads": GAITCRAFTER["threads"],
+            "note": augmentation_note(),
+        },
+        sort_keys=True,
+    )
+
+
+def get_gaitcrafter_augmentation_inputs(wildcards):
+    return expand(
+        "results/gaitcrafter/{dataset}/augmentation/{variant}/retrieval.parquet",
+        dataset=wildcards.dataset,
+        variant=GC_VARIANTS,
+    )
+
+
+def get_gaitcrafter_augmentation_spec(wildcards):
+    return json.dumps(
+        {
+            "inputs": get_gaitcrafter_augmentation_inputs(wildcards),
+            "out": f"results/gaitcrafter/{wildcards.dataset}/augmentation.parquet",
+        },
+        sort_keys=True,
+    )
+
+
+def gaitcrafter_tables(dataset):
+    """The GaitCrafter experiment's tables of a dataset, by name (only those configured)."""
+    tables = {}
+    if GC_EVAL["quality"]["enabled"]:
+        tables["quality"] = f"results/gaitcrafter/{dataset}/quality.parquet"
+    if GC_EVAL["novelty"]["enabled"]:
+        tables["novelty"] = f"results/gaitcrafter/{dataset}/novelty.parquet"
+    if GC_AUG["enabled"]:
+        tables["augmentation"] = f"results/gaitcrafter/{dataset}/augmentation.parquet"
+    return tables
+
+
+def gaitcrafter_outputs():
+    outputs = []
+    for dataset in GC_DATASETS:
+        outputs.append(gaitcrafter_model_file(dataset))
+        outputs += list(gaitcrafter_tables(dataset).values())
+    return outputs

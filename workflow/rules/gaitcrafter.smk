@@ -1,0 +1,143 @@
+# Stage "gaitcrafter" (pipeline/gaitcrafter/): train a dataset's GaitCrafter (silhouette video diffusion)
+# on its train split plus the test split's gallery sequences (enrolment, so the sweep's test identities
+# have identity tokens), measure its samples (quality, novel-identity distinctness) and run the
+# augmentation experiment: synthetic training sets → the configured silhouette recogniser trained on
+# each variant → scored on the real test split with the retrieval code of the real-probe baseline.
+# As a sweep generator it is the model `gaitcrafter` (rules/generate.smk, pipeline/generators/gaitcrafter.py).
+
+
+rule train_gaitcrafter:
+    input:
+        unpack(gaitcrafter_source_inputs),
+    output:
+        model="results/gaitcrafter/{dataset}/model.json",
+    params:
+        spec=get_gaitcrafter_train_spec,
+    log:
+        "logs/gaitcrafter/train/{dataset}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=r"[^/]+",
+    threads: GAITCRAFTER["threads"]
+    resources:
+        gpu=gaitcrafter_resource("gpu"),
+        mem_mb=gaitcrafter_resource("mem_mb"),
+        runtime=gaitcrafter_resource("runtime"),
+        gpu_model=gaitcrafter_gpu_model,
+        slurm_partition=gaitcrafter_partition,
+        slurm_account=CLUSTER["account"],
+    shell:
+        "python -m pipeline.cli train-gaitcrafter --spec {params.spec:q} > {log} 2>&1"
+
+
+rule gaitcrafter_quality:
+    input:
+        unpack(gaitcrafter_source_inputs),
+        model="results/gaitcrafter/{dataset}/model.json",
+    output:
+        "results/gaitcrafter/{dataset}/quality.parquet",
+    params:
+        spec=get_gaitcrafter_quality_spec,
+    log:
+        "logs/gaitcrafter/quality/{dataset}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=r"[^/]+",
+    threads: GAITCRAFTER["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli gaitcrafter-quality --spec {params.spec:q} > {log} 2>&1"
+
+
+rule gaitcrafter_novelty:
+    input:
+        unpack(get_gaitcrafter_novelty_inputs),
+    output:
+        "results/gaitcrafter/{dataset}/novelty.parquet",
+    params:
+        spec=get_gaitcrafter_novelty_spec,
+    log:
+        "logs/gaitcrafter/novelty/{dataset}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=r"[^/]+",
+    threads: GAITCRAFTER["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli gaitcrafter-novelty --spec {params.spec:q} > {log} 2>&1"
+
+
+rule gaitcrafter_synthesize:
+    input:
+        model="results/gaitcrafter/{dataset}/model.json",
+    output:
+        manifest="results/gaitcrafter/{dataset}/synthetic/{kind}/manifest.parquet",
+        store="results/gaitcrafter/{dataset}/synthetic/{kind}/silhouettes/shard-0000.npz",
+        info="results/gaitcrafter/{dataset}/synthetic/{kind}/info.json",
+    params:
+        spec=get_gaitcrafter_synthesize_spec,
+    log:
+        "logs/gaitcrafter/synthesize/{dataset}/{kind}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=r"[^/]+",
+        kind=alternation(GC_KINDS),
+    threads: GAITCRAFTER["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli gaitcrafter-synthesize --spec {params.spec:q} > {log} 2>&1"
+
+
+rule gaitcrafter_augment:
+    input:
+        unpack(get_gaitcrafter_augment_inputs),
+    output:
+        "results/gaitcrafter/{dataset}/augmentation/{variant}/retrieval.parquet",
+    params:
+        spec=get_gaitcrafter_augment_spec,
+    log:
+        "logs/gaitcrafter/augment/{dataset}/{variant}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=r"[^/]+",
+        variant=alternation([re.escape(v) for v in GC_VARIANTS]),
+    threads: GAITCRAFTER["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli gaitcrafter-augment --spec {params.spec:q} > {log} 2>&1"
+
+
+rule gaitcrafter_augmentation:
+    input:
+        get_gaitcrafter_augmentation_inputs,
+    output:
+        "results/gaitcrafter/{dataset}/augmentation.parquet",
+    params:
+        spec=get_gaitcrafter_augmentation_spec,
+    log:
+        "logs/gaitcrafter/augmentation/{dataset}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    wildcard_constraints:
+        dataset=r"[^/]+",
+    resources:
+        **CPU_RESOURCES,
+    shell:
+        "python -m pipeline.cli gaitcrafter-augmentation --spec {params.spec:q} > {log} 2>&1"
