@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("recogniser")
+    parser.add_argument("recogniser", nargs="?", default="deepgaitv2")
     parser.add_argument("--config", default=str(ROOT / "config/config.yaml"))
     parser.add_argument("--skeletons", choices=("perception", "groundtruth"), default="perception")
     parser.add_argument("--set", default="{}", help="JSON of training keys to override")
@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--keep", help="scratch directory to use (kept afterwards)")
     args = parser.parse_args()
     if not MANIFEST.exists() or not PERCEPTION.exists():
-        raise SystemExit(f"needs a finished default run: {MANIFEST} and {PERCEPTION} (run `make demo`)")
+        print(f"needs a finished default run: {MANIFEST} and {PERCEPTION} (run `make demo` first)")
+        return
     config = yaml.safe_load(Path(args.config).read_text())
     settings = config["recognisers"]["settings"].get(args.recogniser, {})
     train = {
