@@ -98,6 +98,17 @@ def build_driving(source: RealSource, job: dict, needs: tuple[str, ...]) -> Driv
     )
 
 
+def label_only_reference(job: dict) -> Reference:
+    """The reference of a generator that uses no reference image (``uses_reference = False``, e.g.
+    GaitCrafter, conditioned on identity labels): only which sequence and frame the plan names, so the
+    shard does not decode reference videos it would throw away."""
+    return Reference(
+        image=np.zeros((0, 0, 3), dtype=np.uint8),
+        sequence_id=job["reference_sequence"],
+        frame_index=int(job["reference_frame"]),
+    )
+
+
 def generated_row(job: dict, model: str, source: RealSource) -> dict:
     driving = source.rows[job["driving_sequence"]]
     attributes = {
@@ -143,6 +154,7 @@ def run_generation_shard(
     options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params"}}
     generator = make_generator(spec["generator"], **options)
     generator.load()  # a missing checkout or env fails here, before any job (and any GPU time)
+    uses_reference = bool(getattr(generator, "uses_reference", True))
     videos_dir = Path(videos)
     videos_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -154,7 +166,9 @@ def run_generation_shard(
                 result = generator.generate(
                     GenerationJob(
                         job_id=job["job_id"],
-                        reference=build_reference(source, job),
+                        reference=build_reference(source, job)
+                        if uses_reference
+                        else label_only_reference(job),
                         driving=build_driving(source, job, tuple(generator.needs)),
                         seed=int(job["seed"]),
                         params=spec.get("params", {}),

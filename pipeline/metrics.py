@@ -202,15 +202,16 @@ def run_metrics_stage(
     real_rows = {r["sequence_id"]: r for r in read_table(real_manifest, MANIFEST).to_pylist()}
     real = Perception(stores_by_sequence(real_pose_summary), stores_by_sequence(real_masks_summary))
     gen_ids = [r["sequence_id"] for r in rows]
+    # fields=[]: the sequence ids only (a store may be empty: no pose is estimated on silhouette videos)
     gen = Perception(
         {
             sid: gen_pose
-            for sid in read_frame_store(gen_pose, fields=["valid"]).sequence_ids
+            for sid in read_frame_store(gen_pose, fields=[]).sequence_ids
             if sid in gen_ids
         },
         {
             sid: gen_masks
-            for sid in read_frame_store(gen_masks, fields=["valid"]).sequence_ids
+            for sid in read_frame_store(gen_masks, fields=[]).sequence_ids
             if sid in gen_ids
         },
     )

@@ -505,7 +505,7 @@ def _store_rows(store: Path) -> set[str]:
     from pipeline.contracts import read_frame_store
     from pipeline.runner import STAGE_STATUS
 
-    ids = set(read_frame_store(store, ["valid"]).sequence_ids)
+    ids = set(read_frame_store(store, []).sequence_ids)
     status = store.with_suffix(".parquet")
     if status.is_file():
         ids |= {r["sequence_id"] for r in read_table(status, STAGE_STATUS).to_pylist()}

@@ -89,6 +89,10 @@ def output_of(generator: object) -> str:
 
 @runtime_checkable
 class Generator(Protocol):
+    """Optional class attributes: ``output`` (:data:`OUTPUT_KINDS`, default ``rgb``) and
+    ``uses_reference`` (default True; False = the generation stage passes a label-only reference, no
+    image, e.g. for GaitCrafter, which is conditioned on an identity label)."""
+
     name: str
     needs: tuple[str, ...]  # guidance the generator consumes: "keypoints", "parts", "smpl", "frames", "masks"
 

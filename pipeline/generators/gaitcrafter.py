@@ -94,6 +94,7 @@ class GaitCrafterGenerator:
     name = "gaitcrafter"
     needs: tuple[str, ...] = ()
     output = "silhouette"
+    uses_reference = False  # conditioned on the reference *identity label* (transfer), never on its image
 
     def __init__(
         self,
