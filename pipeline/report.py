@@ -1281,6 +1281,7 @@ def _gaitcrafter_novelty_html(g: GaitCrafterTables) -> str:
         for key, meaning in NOVELTY_STATISTICS.items()
     ]
     run = {k: v for (c, k), v in values.items() if c == "run"}
+    readings = novelty_readings(values)
     return (
         f"<h4>Novel identities</h4><p>{int(run.get('novel_identities', 0))} novel identities (convex mixes of "
         f"{int(run.get('parents', 0))} train-split identity tokens), {int(run.get('samples_per_identity', 0))} clips "
@@ -1292,7 +1293,28 @@ def _gaitcrafter_novelty_html(g: GaitCrafterTables) -> str:
             rows,
             [False, True, True],
         )
+        + "".join(f'<p class="meta">{esc(line)}</p>' for line in readings)
     )
+
+
+def novelty_readings(values: Mapping[tuple[str, str], float | None]) -> list[str]:
+    """What the novelty numbers say, computed from them (the caveats a reader would otherwise miss)."""
+    lines = []
+    gen_base = values.get(("vs_generated_training", "real_baseline.fraction_other_closer"))
+    if gen_base is not None and gen_base >= 0.5:
+        lines.append(
+            f"Even the generated clips of the training identities are nearer another identity than their own in "
+            f"{100 * gen_base:.0f} % of cases: the generator carries little identity, so a novel identity cannot be "
+            "told apart from a training one either."
+        )
+    far = values.get(("vs_real_training", "summary.training_nn.mean"))
+    own = values.get(("vs_real_training", "real_baseline.own_nn.mean"))
+    if far is not None and own and far > 2 * own:
+        lines.append(
+            f"Generated clips lie far from every real clip (nearest real clip {far:.2f} vs {own:.2f} between real "
+            "clips of one identity): their distinctness from the real identities is a domain gap, not novelty."
+        )
+    return lines
 
 
 def _gaitcrafter_augmentation_html(g: GaitCrafterTables) -> str:
