@@ -283,32 +283,44 @@ def test_silhouette_video_perception_and_skip_reasons(silhouette_source: dict) -
 
 
 def test_metrics_of_silhouette_output_are_null_with_reasons(silhouette_source: dict, tmp_path: Path) -> None:
-    from pipeline.metrics import SILHOUETTE_POSE_REASON, SILHOUETTE_RGB_REASON, Perception, measure_video
+    """The metrics stage on a silhouette shard: empty pose store read, RGB metrics and keypoint / flow
+    diagnostics null with their reasons (not errors), the scale-free thickening index measured."""
+    import pipeline.aggregate  # noqa: F401  (registers the metrics contracts)
+    from pipeline.contracts import CONTRACTS
+    from pipeline.masks import run_masks_stage
+    from pipeline.metrics import SILHOUETTE_POSE_REASON, SILHOUETTE_RGB_REASON, run_metrics_stage
+    from pipeline.pose import run_pose_stage
+    from pipeline.runner import summarise
 
     row, p = silhouette_source["row"], silhouette_source["paths"]
-    sid = row["sequence_id"]
-    store = read_frame_store(p["masks"][0])
-    real_masks = write_frame_store(
-        tmp_path / "real_masks.npz",
-        {"real": {f: store.get(sid, f) for f in store.arrays if f in ("mask", "mask_present", "valid")}},
-    )
-    real_row = {**row, "sequence_id": "real"}
-    real = Perception({}, {"real": str(real_masks)})
-    gen = Perception({}, {sid: p["masks"][0]})
-    visual, diag = measure_video(
-        row, json.loads(row["attributes"]), real_row, real, gen, settings={}, lpips_model=None
-    )
-    assert visual.get("error") is None and diag.get("error") is None
+    # The "real" driving sequence: the same video, perceived as a real source would be (masks only here).
+    real_row = {**row, "sequence_id": "t01/nm-02/090", "attributes": None}
+    run_pose_stage([real_row], backend="none", store=str(tmp_path / "rp.npz"), status=str(tmp_path / "rp.parquet"),
+                   min_valid_frames=6)  # fmt: skip
+    run_masks_stage([real_row], backend="from_video", store=str(tmp_path / "rm.npz"),
+                    status=str(tmp_path / "rm.parquet"), min_valid_frames=6)  # fmt: skip
+    real_manifest = write_table([real_row], tmp_path / "real.parquet", MANIFEST)
+    generated = write_table([row], tmp_path / "generated.parquet", MANIFEST)
+    visual_out, diag_out = run_metrics_stage(
+        generated_manifest=str(generated), gen_pose=p["pose"][0], gen_masks=p["masks"][0],
+        real_manifest=str(real_manifest), real_pose_summary=str(summarise([tmp_path / "rp.parquet"], tmp_path / "ps.parquet")),
+        real_masks_summary=str(summarise([tmp_path / "rm.parquet"], tmp_path / "ms.parquet")), settings={},
+        visual_out=str(tmp_path / "visual.parquet"), diagnostics_out=str(tmp_path / "diag.parquet"),
+    )  # fmt: skip
+    (visual,) = read_table(visual_out, CONTRACTS["visual_metrics"]).to_pylist()
+    (diag,) = read_table(diag_out, CONTRACTS["diagnostics"]).to_pylist()
+    assert visual["error"] is None and diag["error"] is None and visual["model"] == "gaitcrafter"
     assert (
         visual["ssim"] is None
         and visual["psnr"] is None
         and visual["lpips"] is None
         and visual["frames"] == 12
     )
-    assert json.loads(visual["notes"])["null_reasons"]["ssim"] == SILHOUETTE_RGB_REASON
-    reasons = json.loads(diag["notes"])
+    notes = json.loads(visual["notes"])
+    assert notes["null_reasons"] == dict.fromkeys(("ssim", "psnr", "lpips"), SILHOUETTE_RGB_REASON)
+    assert "lpips" not in notes and "policy" not in notes  # no AlexNet / mask-policy notes for silhouettes
     assert diag["foot_sliding"] is None and diag["cadence_error"] is None and diag["flow_divergence"] is None
-    assert SILHOUETTE_POSE_REASON in json.dumps(reasons)
+    assert json.loads(diag["notes"])["foot_sliding"] == SILHOUETTE_POSE_REASON
     assert diag["thickening_index"] == pytest.approx(1.0)  # the same masks on both sides
 
 
@@ -541,3 +553,33 @@ def test_gaitcrafter_config_validation() -> None:
     no_deepgait["recognisers"]["names"] = ["skeletongait"]
     with pytest.raises(ConfigError, match="novelty/recogniser: deepgaitv2 is not in recognisers/names"):
         validate_config(no_deepgait)
+
+
+def test_report_reads_the_novelty_numbers() -> None:
+    from pipeline.report import novelty_readings
+
+    weak = {
+        ("vs_generated_training", "real_baseline.fraction_other_closer"): 0.81,
+        ("vs_real_training", "summary.training_nn.mean"): 24.6,
+        ("vs_real_training", "real_baseline.own_nn.mean"): 4.1,
+    }
+    lines = novelty_readings(weak)
+    assert len(lines) == 2 and "81 %" in lines[0] and "domain gap" in lines[1] and "24.60 vs 4.10" in lines[1]
+    strong = {
+        ("vs_generated_training", "real_baseline.fraction_other_closer"): 0.1,
+        ("vs_real_training", "summary.training_nn.mean"): 5.0,
+        ("vs_real_training", "real_baseline.own_nn.mean"): 4.1,
+    }
+    assert novelty_readings(strong) == []
+
+
+def test_generation_stage_skips_the_reference_image_for_label_conditioned_generators() -> None:
+    from pipeline.generate import label_only_reference
+    from pipeline.generators import REGISTRY
+
+    assert REGISTRY["gaitcrafter"].uses_reference is False
+    assert getattr(REGISTRY["static"], "uses_reference", True) is True
+    reference = label_only_reference({"reference_sequence": "w010/nm-01/090", "reference_frame": 3})
+    assert (
+        reference.sequence_id == "w010/nm-01/090" and reference.frame_index == 3 and reference.image.size == 0
+    )
