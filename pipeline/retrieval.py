@@ -834,12 +834,19 @@ def write_embedding_frame(frame: pl.DataFrame, out: str) -> None:
 
 
 def protocol_rows(
-    test: pl.DataFrame, *, protocol: str, metric: str, dataset: str, recogniser: str
+    test: pl.DataFrame,
+    *,
+    protocol: str,
+    metric: str,
+    dataset: str,
+    recogniser: str,
+    with_probes: bool = False,
 ) -> list[dict]:
     """``real_retrieval`` rows (dataset, recogniser, protocol, condition, metric, value in %) of a test
     set's embeddings under ``protocol``; ``generic`` also reports every probe condition. No usable
     gallery sequence: no rows (logged). The real-probe baseline and the GaitCrafter augmentation
-    experiment both score their test sets here."""
+    experiment both score their test sets here. ``with_probes`` adds ``probes`` (how many probes a
+    value averages)."""
     if test.filter((pl.col("role") == "gallery") & pl.col("error").is_null()).height == 0:
         log.warning("%s/%s: no usable gallery sequence: no retrieval numbers", dataset, recogniser)
         return []
@@ -855,6 +862,7 @@ def protocol_rows(
             "condition": r["group"],
             "metric": r["metric"],
             "value": None if r["value"] is None else float(r["value"]),
+            **({"probes": int(r["probes"])} if with_probes else {}),
         }
         for r in result.summary.to_dicts()
     ]

@@ -331,7 +331,11 @@ def test_metrics_of_silhouette_output_are_null_with_reasons(silhouette_source: d
 def test_variant_names_and_needs() -> None:
     from pipeline.gaitcrafter.stage import variant_names, variant_needs, variant_percent
 
-    names = variant_names(["real", "real+same", "novel-only", "low-label", "low-label+novel"], [25, 50])
+    names = variant_names(
+        ["untrained", "real", "real+same", "novel-only", "low-label", "low-label+novel"], [25, 50]
+    )
+    assert names[0] == "untrained" and variant_needs("untrained") == ()
+    names = names[1:]
     assert names == ["real", "real+same", "novel-only", "real-25pct", "real-50pct", "real-25pct+novel",
                      "real-50pct+novel"]  # fmt: skip
     assert [variant_needs(n) for n in ("real", "real+same", "novel-only", "real-50pct+novel")] == [
@@ -380,18 +384,24 @@ def test_augmentation_variant_trains_and_scores_on_the_real_test_split(
         "protocol": "generic", "metric": "euc", "threads": 1, "note": "toy",
     }  # fmt: skip
     outputs = []
-    for variant, synthetic in (("real", {}), ("real+novel", {"novel": str(tmp_path / "novel")}),
+    for variant, synthetic in (("untrained", {}), ("real", {}), ("real+novel", {"novel": str(tmp_path / "novel")}),
                                ("novel-only", {"novel": str(tmp_path / "novel")})):  # fmt: skip
         out = tmp_path / variant / "retrieval.parquet"
         rows = augment_variant_stage(**common, variant=variant, synthetic=synthetic, out_dir=str(tmp_path / variant),
                                      out=str(out))  # fmt: skip
         outputs.append(str(out))
         first = rows[0]
-        assert first["variant"] == variant and first["iterations"] == 2 and first["note"] == "toy"
-        expected_synthetic = {"real": 0, "real+novel": 4, "novel-only": 4}[variant]
+        assert first["variant"] == variant and first["note"] == "toy"
+        assert first["iterations"] == (0 if variant == "untrained" else 2)
+        expected_synthetic = {"untrained": 0, "real": 0, "real+novel": 4, "novel-only": 4}[variant]
         assert first["synthetic_sequences"] == expected_synthetic
-        assert first["real_sequences"] == {"real": 18, "real+novel": 18, "novel-only": 0}[variant]
-        assert first["identities"] == {"real": 3, "real+novel": 5, "novel-only": 2}[variant]
+        assert (
+            first["real_sequences"]
+            == {"untrained": 18, "real": 18, "real+novel": 18, "novel-only": 0}[variant]
+        )
+        assert first["identities"] == {"untrained": 3, "real": 3, "real+novel": 5, "novel-only": 2}[variant]
+        overall = [r for r in rows if r["condition"] == "Overall"]
+        assert overall and all(r["probes"] == len(TEST) * 2 * 2 for r in overall)  # nm-02 + cl-01, 2 views
         conditions = {r["condition"] for r in rows}
         assert {"Overall", "condition=nm-02", "condition=cl-01"} <= conditions  # generic: per probe condition
         assert all(r["value"] is None or 0.0 <= r["value"] <= 100.0 for r in rows)
@@ -399,7 +409,11 @@ def test_augmentation_variant_trains_and_scores_on_the_real_test_split(
         assert "condition=nm-01" not in conditions
     table = read_table(augmentation_table_stage(inputs=outputs, out=str(tmp_path / "augmentation.parquet")),
                        AUGMENTATION)  # fmt: skip
-    assert set(table.column("variant").to_pylist()) == {"real", "real+novel", "novel-only"}
+    assert set(table.column("variant").to_pylist()) == {"untrained", "real", "real+novel", "novel-only"}
+    # The untrained row is the seeded initialisation: no training log, a checkpoint at iteration 0.
+    assert (tmp_path / "untrained" / "untrained.pt").is_file() and not (
+        tmp_path / "untrained" / "train"
+    ).exists()
     with pytest.raises(ValueError, match=r"needs the synthetic set\(s\) \['same'\]"):
         augment_variant_stage(**common, variant="real+same", synthetic={}, out_dir=str(tmp_path / "x"),
                               out=str(tmp_path / "x.parquet"))  # fmt: skip
@@ -467,11 +481,11 @@ def test_report_gaitcrafter_section_and_skipped_recognisers(tmp_path: Path) -> N
     from pipeline.report import build_report, not_evaluated
 
     aug = []
-    for variant, r1 in (("real", 40.0), ("real+novel", 45.0)):
+    for variant, r1 in (("untrained", 30.0), ("real", 40.0), ("real+novel", 45.0)):
         for condition in ("Overall", "nm-02"):
             for metric, value in (("Rank-1", r1), ("mAP", r1 / 2)):
                 aug.append({"dataset": "w", "variant": variant, "recogniser": "deepgaitv2", "protocol": "generic",
-                            "condition": condition, "metric": metric, "value": value, "real_sequences": 18,
+                            "condition": condition, "metric": metric, "value": value, "probes": 144, "real_sequences": 18,
                             "synthetic_sequences": 0 if variant == "real" else 32, "identities": 8,
                             "iterations": 60, "train_seconds": 50.0, "embed_seconds": 3.0,
                             "note": "the generator also saw the gallery"})  # fmt: skip
@@ -501,6 +515,10 @@ def test_report_gaitcrafter_section_and_skipped_recognisers(tmp_path: Path) -> N
     assert 'id="gaitcrafter"' in html and "The samples are poor" in html
     assert "real+novel" in html and "+5.0" in html  # Rank-1 difference to the real-only variant
     assert "0.750" in html and "the generator also saw the gallery" in html
+    assert (
+        "144 probes: one probe is 0.69 points of Rank-1; the variants differ from real by at most 5.0" in html
+    )
+    assert "Untrained, the recogniser already reaches 30.0 % Rank-1 (trained on real: 40.0 %)" in html
     assert "2 test identities enrolled" in html
     # Without the GaitCrafter spec the section is left out.
     assert (

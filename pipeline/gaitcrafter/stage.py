@@ -98,6 +98,7 @@ AUGMENTATION = register(
                 pa.field("condition", pa.string(), nullable=False),
                 pa.field("metric", pa.string(), nullable=False),
                 pa.field("value", pa.float64()),  # percent, on the real test split
+                pa.field("probes", pa.int64(), nullable=False),  # probes the value averages
                 pa.field("real_sequences", pa.int64(), nullable=False),
                 pa.field("synthetic_sequences", pa.int64(), nullable=False),
                 pa.field("identities", pa.int64(), nullable=False),
@@ -470,6 +471,9 @@ def synthesize_stage(
 
 
 LOW_LABEL_PREFIX = "real-"
+# A calibration row, not a training set: the recogniser with its seeded random initialisation, never
+# trained. What it scores is what the architecture alone separates on this test split.
+UNTRAINED = "untrained"
 
 
 def variant_names(variants: Sequence[str], low_label_percents: Sequence[float]) -> list[str]:
@@ -556,9 +560,9 @@ def augment_variant_stage(
         real_rows, sets.get("same", []), sets.get("novel", []),
         low_label_percents=() if percent is None else (percent,), seed=seed,
     )  # fmt: skip
-    if variant not in variants:
-        raise ValueError(f"unknown augmentation variant {variant!r}; known: {sorted(variants)}")
-    rows = variants[variant]
+    if variant not in variants and variant != UNTRAINED:
+        raise ValueError(f"unknown augmentation variant {variant!r}; known: {sorted([*variants, UNTRAINED])}")
+    rows = variants["real" if variant == UNTRAINED else variant]
     stores = [*map(str, real_silhouettes)]
     stores += [str(Path(folder) / "silhouettes" / "shard-0000.npz") for folder in synthetic.values()]
     data = GaitDataset.from_stores(rows, {"silhouettes": stores}, "silhouette")
@@ -573,7 +577,11 @@ def augment_variant_stage(
         dataset, variant, len(data), n_synthetic, len(data.labels), len(data.skipped),
     )  # fmt: skip
     start = time.perf_counter()
-    result = train(config, data, Path(out_dir) / "train")
+    if variant == UNTRAINED:
+        checkpoint, iterations = untrained_checkpoint(config, data, Path(out_dir) / "untrained.pt"), 0
+    else:
+        result = train(config, data, Path(out_dir) / "train")
+        checkpoint, iterations = result.checkpoint, int(result.iteration)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     test = [r for r in real_rows if r["split"] == "test"]
@@ -585,20 +593,22 @@ def augment_variant_stage(
             continue
         path = Path(out_dir) / "embeddings" / f"{store.stem}.parquet"
         run_embed_stage(
-            shard_rows, out=path, recogniser=recogniser, checkpoint=result.checkpoint,
+            shard_rows, out=path, recogniser=recogniser, checkpoint=checkpoint,
             stores={"silhouettes": store}, threads=threads,
         )  # fmt: skip
         paths.append(str(path))
     embed_seconds = time.perf_counter() - start
     table = read_embedding_files(paths)
-    scored = protocol_rows(table, protocol=protocol, metric=metric, dataset=dataset, recogniser=recogniser)
+    scored = protocol_rows(
+        table, protocol=protocol, metric=metric, dataset=dataset, recogniser=recogniser, with_probes=True
+    )
     if not scored:
         raise ValueError(
             f"augmentation {dataset} {variant}: no retrieval numbers (no usable gallery or probe)"
         )
     out_rows = [
         {**row, "variant": variant, "real_sequences": len(data) - n_synthetic, "synthetic_sequences": n_synthetic,
-         "identities": len(data.labels), "iterations": int(result.iteration), "train_seconds": round(train_seconds, 2),
+         "identities": len(data.labels), "iterations": iterations, "train_seconds": round(train_seconds, 2),
          "embed_seconds": round(embed_seconds, 2), "note": note}
         for row in scored
     ]  # fmt: skip
@@ -609,9 +619,22 @@ def augment_variant_stage(
     )
     log.info(
         "augmentation %s %s: trained %d iterations in %.1f s, embedded the test split in %.1f s; Rank-1 %s",
-        dataset, variant, result.iteration, train_seconds, embed_seconds, "–" if overall is None else f"{overall:.1f}",
+        dataset, variant, iterations, train_seconds, embed_seconds, "–" if overall is None else f"{overall:.1f}",
     )  # fmt: skip
     return out_rows
+
+
+def untrained_checkpoint(config, data, path: Path) -> Path:
+    """The recogniser as built and seeded by the trainer, saved untrained (the ``untrained`` row)."""
+    import torch
+
+    from pipeline.recognisers.checkpoints import save_checkpoint
+    from pipeline.recognisers.models import build_recogniser
+
+    torch.manual_seed(config.seed)
+    model = build_recogniser(config.recogniser, class_num=len(data.labels), **dict(config.model_options))
+    extra = {"config": config.as_plain(), "labels": list(data.labels), "trainer": "untrained reference"}
+    return save_checkpoint(path, model, iteration=0, extra=extra)
 
 
 def augmentation_table_stage(*, inputs: Sequence[str], out: str) -> Path:
