@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
 
 
-def snakemake(workdir: Path, *args: str, config: Path = ROOT / ".test" / "config.yaml") -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, config: Path = ROOT / ".test" / "config.yaml"
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
         [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args],
@@ -49,7 +51,17 @@ def test_lint_is_clean(tmp_path):
 def test_dry_run_lists_every_stage(tmp_path):
     result = snakemake(tmp_path, "-n")
     assert result.returncode == 0, result.stderr
-    for rule in ("world_spec", "render_world_shard", "index_world", "pose", "masks", "silhouettes", "skeleton_maps", "crops", "guidance"):
+    for rule in (
+        "world_spec",
+        "render_world_shard",
+        "index_world",
+        "pose",
+        "masks",
+        "silhouettes",
+        "skeleton_maps",
+        "crops",
+        "guidance",
+    ):
         assert f"rule {rule}:" in result.stdout
 
 
@@ -83,8 +95,19 @@ def test_tiny_world_manifest(tiny_run):
 def test_tiny_world_perception(tiny_run):
     base = tiny_run / "results/perception/tiny"
     statuses = {}
-    for stage in ("pose", "masks", "silhouettes", "skeleton_maps", "crops", "guidance/openpose", "guidance/densepose", "guidance/smpl"):
-        tables = [pl.from_arrow(read_table(p, STAGE_STATUS)) for p in sorted((base / stage).glob("shard-*.parquet"))]
+    for stage in (
+        "pose",
+        "masks",
+        "silhouettes",
+        "skeleton_maps",
+        "crops",
+        "guidance/openpose",
+        "guidance/densepose",
+        "guidance/smpl",
+    ):
+        tables = [
+            pl.from_arrow(read_table(p, STAGE_STATUS)) for p in sorted((base / stage).glob("shard-*.parquet"))
+        ]
         statuses[stage] = pl.concat(tables)
         assert statuses[stage].height == 15, stage
     ok_pose = set(statuses["pose"].filter(pl.col("error").is_null())["sequence_id"])
@@ -190,10 +213,10 @@ def test_tiny_study_tables_and_report(tiny_run):
 
     visual = pl.from_arrow(read_table(tiny_run / "results/aggregate/visual.parquet", VISUAL_TABLE))
     biometric = pl.from_arrow(read_table(tiny_run / "results/aggregate/biometric.parquet", BIOMETRIC_TABLE))
-    assert set(visual["model"]) == {"oracle", "static"}
+    assert set(visual["model"]) == {"oracle", "static", "gaitcrafter"}
     assert set(biometric["recogniser"]) == {"deepgaitv2", "skeletongait", "skeletongait++", "biggait"}
     html = (tiny_run / "results/report/report.html").read_text()
-    assert "<img" in html and "src=\"http" not in html
+    assert "<img" in html and 'src="http' not in html
     for plot in ("bars", "visual_vs_biometric", "strips"):
         assert (tiny_run / f"results/report/plots/{plot}.png").stat().st_size > 0
 
@@ -211,3 +234,55 @@ def test_changing_a_metric_parameter_does_not_regenerate(tiny_run, tmp_path):
     rules = {rule for rule, _ in dry_run_jobs(result.stdout)}
     assert "metrics" in rules
     assert rules <= {"metrics", "aggregate", "report", "all"}, rules
+
+
+@pytest.mark.slow
+def test_tiny_gaitcrafter(tiny_run):
+    """GaitCrafter end to end: training with the gallery enrolled, the sweep through silhouette
+    perception (DeepGaitV2 ranks it, the others say why not), null RGB metrics, the experiments."""
+    from pipeline.aggregate import PROBE_RESULTS, VISUAL_METRICS
+    from pipeline.gaitcrafter import NO_POSE_REASON
+    from pipeline.gaitcrafter.stage import AUGMENTATION, NOVELTY, QUALITY
+
+    base = tiny_run / "results/gaitcrafter/tiny"
+    model = json.loads((base / "model.json").read_text())
+    assert model["train_identities"] == ["w001", "w002"] and model["enrolled_identities"] == [
+        "w003",
+        "w004",
+        "w005",
+    ]
+    assert model["step"] == 3
+    variants = set(read_table(base / "augmentation.parquet", AUGMENTATION).column("variant").to_pylist())
+    assert variants == {"real", "real+novel"}
+    assert read_table(base / "quality.parquet", QUALITY).num_rows > 0
+    assert read_table(base / "novelty.parquet", NOVELTY).num_rows > 0
+    source = "gen/tiny/gaitcrafter/transfer/transfer/shard-0000"
+    generated = read_table(
+        tiny_run / f"results/generated/{source[4:]}/manifest.parquet", MANIFEST
+    ).to_pylist()
+    assert generated and all(r["error"] is None for r in generated)
+    notes = [json.loads(r["attributes"])["notes"] for r in generated]
+    assert all(n["output"] == "silhouette" and n["identity_from"] == "reference" for n in notes)
+    pose = read_table(
+        tiny_run / f"results/perception/{source}/pose/shard-0000.parquet", STAGE_STATUS
+    ).to_pylist()
+    assert all(r["error"] == NO_POSE_REASON for r in pose)
+    masks = read_table(
+        tiny_run / f"results/perception/{source}/masks/shard-0000.parquet", STAGE_STATUS
+    ).to_pylist()
+    assert {r["backend"] for r in masks} == {"from_video"}
+    probes = read_table(
+        tiny_run / f"results/retrieval/{source}/probe_results.parquet", PROBE_RESULTS
+    ).to_pylist()
+    by = {(r["recogniser"], r["job_id"]): r for r in probes}
+    for job in (r["sequence_id"] for r in generated):
+        assert (
+            "pose" in by[("skeletongait", job)]["error"] and "no RGB to crop" in by[("biggait", job)]["error"]
+        )
+    sils = read_table(tiny_run / f"results/perception/{source}/silhouettes/shard-0000.parquet", STAGE_STATUS)
+    usable = {r["sequence_id"] for r in sils.to_pylist() if r["error"] is None}
+    assert all(by[("deepgaitv2", job)]["error"] is None for job in usable)  # ranked like any other probe
+    visual = read_table(tiny_run / f"results/metrics/{source}/visual.parquet", VISUAL_METRICS).to_pylist()
+    assert all(r["error"] is None and r["ssim"] is None and "not applicable" in r["notes"] for r in visual)
+    html = (tiny_run / "results/report/report.html").read_text()
+    assert 'id="gaitcrafter"' in html and "Augmentation experiment" in html
