@@ -61,10 +61,11 @@ SECTIONS: dict[str, str] = {
     "diagnostics": "Diagnostics",
     "guidance": "Guidance density: posewarp sparse vs dense",
     "strips": "Frame strips: real vs generated",
-    "gaitcrafter": "GaitCrafter: sample quality, novel identities, augmentation",
     "real": "Real-probe baseline",
     "notes": "Failures and notes",
 }
+# Shown (before the real-probe baseline) only when the report is given GaitCrafter results.
+GAITCRAFTER_SECTION = ("gaitcrafter", "GaitCrafter: sample quality, novel identities, augmentation")
 PLOT_NAMES = ("visual_vs_biometric", "bars", "diagnostics", "correlations", "guidance_density", "strips")
 LABELS = {
     "ssim": "SSIM", "psnr": "PSNR (dB)", "lpips": "LPIPS",
@@ -1544,9 +1545,13 @@ def render_html(
     for name, builder in SECTION_BUILDERS.items():
         sections[name] = _safe(SECTIONS[name], lambda b=builder: b(tables, plots), empty)
     sections["strips"] = strips_body
-    shown = {k: v for k, v in SECTIONS.items() if k != "gaitcrafter" or gaitcrafter_body is not None}
+    shown = dict(SECTIONS)
     if gaitcrafter_body is not None:
-        sections["gaitcrafter"] = gaitcrafter_body
+        key, heading = GAITCRAFTER_SECTION
+        order = list(SECTIONS)
+        order.insert(order.index("real"), key)
+        shown = {k: heading if k == key else SECTIONS[k] for k in order}
+        sections[key] = gaitcrafter_body
     nav = "".join(f'<a href="#{k}">{esc(v)}</a>' for k, v in shown.items())
     body = "".join(f'<section id="{k}"><h2>{esc(shown[k])}</h2>{sections[k]}</section>' for k in shown)
     return (
@@ -1601,7 +1606,7 @@ def build_report(
     if gaitcrafter is not None:
         chooser = strips if isinstance(strips, StripChooser) else None
         gaitcrafter_body = _safe(
-            SECTIONS["gaitcrafter"],
+            GAITCRAFTER_SECTION[1],
             lambda: gaitcrafter_section(
                 load_gaitcrafter(gaitcrafter),
                 _safe("strips", lambda: gaitcrafter_strips(chooser), lambda why: []),
