@@ -608,7 +608,9 @@ def get_report_spec(wildcards):
             "strips": {"generated_manifests": inputs["generated"], "real_manifests": inputs["real"], "metric": "ssim"},
             "out_html": "results/report/report.html",
             "plots_dir": "results/report/plots",
-            "gaitcrafter": {d: {"model": gaitcrafter_model_file(d), **gaitcrafter_tables(d)} for d in GC_DATASETS},
+            # None (no GaitCrafter section) unless gaitcrafter.datasets names some
+            "gaitcrafter": {d: {"model": gaitcrafter_model_file(d), **gaitcrafter_tables(d)} for d in GC_DATASETS}
+            or None,
             "title": f"Gait biometric fidelity: {config.get('study', 'study')}",
         },
         sort_keys=True,
