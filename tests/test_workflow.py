@@ -189,6 +189,7 @@ def test_slurm_profile_dry_run(tmp_path):
         "resources": {"gpu": 1, "mem_mb": 32000, "runtime": 240},
     }
     config["sweep"]["models"] = ["magicanimate"]
+    config["gaitcrafter"]["resources"] = {"gpu": 1, "mem_mb": 16000, "runtime": 120}  # its training job
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -204,6 +205,10 @@ def test_slurm_profile_dry_run(tmp_path):
     assert generate, result.stdout[-2000:]
     assert all("gpu=1" in b and "slurm_partition=gpuq" in b and "gpu_model=a100" in b for b in generate)
     assert all("slurm_account=labacct" in b for b in generate)
+    (train,) = [block for block in result.stdout.split("\n\n") if "rule train_gaitcrafter:" in block]
+    assert "gpu=1" in train and "slurm_partition=gpuq" in train and "mem_mb=16000" in train
+    cpu = [block for block in result.stdout.split("\n\n") if "rule gaitcrafter_augment:" in block]
+    assert cpu and not any("gpu=" in b or "gpuq" in b for b in cpu)
     assert "--gres" not in result.stdout
 
 
