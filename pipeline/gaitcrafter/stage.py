@@ -158,6 +158,17 @@ def read_model(path: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+def begin_sampling_stage(
+    model: str | os.PathLike, sampling: Mapping[str, object] | None, threads: int | None
+) -> tuple[float, dict, dict]:
+    """What every stage that samples a trained GaitCrafter does first: (start time, model.json, sampling)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    return time.perf_counter(), read_model(model), dict(sampling or {})
+
+
 def enrol_selection(enrol: str) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """(splits, roles) of the training sequences for ``enrol`` (see the module docstring)."""
     if enrol not in ENROL:
@@ -303,14 +314,10 @@ def quality_stage(
     threads: int | None = None,
 ) -> list[dict]:
     """Sample quality of a dataset's GaitCrafter (every identity × view, normal clothing, no bag)."""
-    import torch
 
     from pipeline.gaitcrafter.quality import evaluate_checkpoint
 
-    if threads:
-        torch.set_num_threads(int(threads))
-    start = time.perf_counter()
-    info, sampling = read_model(model), dict(sampling or {})
+    start, info, sampling = begin_sampling_stage(model, sampling, threads)
     summary, generated = evaluate_checkpoint(
         info["checkpoint"], silhouettes, manifest, samples_per_cell=samples_per_cell, seed=seed,
         steps=sampling.get("steps"), guidance_scale=sampling.get("guidance_scale"), sampler=sampling.get("sampler"),
@@ -374,15 +381,11 @@ def novelty_stage(
     threads: int | None = None,
 ) -> list[dict]:
     """Distinctness of novel identities (mixes of train-split identities) under ``recogniser``'s embedding."""
-    import torch
 
     from pipeline.embed import load_recogniser
     from pipeline.gaitcrafter.novelty import evaluate_novelty, recogniser_embedder
 
-    if threads:
-        torch.set_num_threads(int(threads))
-    start = time.perf_counter()
-    info, sampling = read_model(model), dict(sampling or {})
+    start, info, sampling = begin_sampling_stage(model, sampling, threads)
     views = info["views"]
     view = view if view is not None else views[len(views) // 2]
     if view not in views:
@@ -439,14 +442,10 @@ def synthesize_stage(
     threads: int | None = None,
 ) -> dict:
     """A synthetic source (``same`` or ``novel``) of the train split's identities; ``{out_dir}/info.json``."""
-    import torch
 
     from pipeline.gaitcrafter.augment import synthesize_training_set
 
-    if threads:
-        torch.set_num_threads(int(threads))
-    start = time.perf_counter()
-    info, sampling = read_model(model), dict(sampling or {})
+    start, info, sampling = begin_sampling_stage(model, sampling, threads)
     manifest, store = synthesize_training_set(
         info["checkpoint"], out_dir, kind=kind, per_identity=per_identity, dataset=dataset,
         novel_count=novel_identities, parents=parents, seed=seed, steps=sampling.get("steps"),
