@@ -201,6 +201,18 @@ class Recogniser(nn.Module):
         """Record that weights came from ``path`` (``saved``: the checkpoint's ``recogniser`` entry, if any)."""
         self.checkpoint_path = str(path)
 
+    def _add_p3d_stages_and_head(self, *, class_num: int, embed_dim: int, parts: int) -> None:
+        """DeepGaitV2's P3D ``layer2/3/4`` (spatial strides 2, 2, 1) and the GaitBase head (FCs, BNNecks,
+        TP, HPP) under OpenGait's names, from ``self.channels`` and ``self.blocks``."""
+        c0, c1, c2, c3 = self.channels
+        self.layer2 = make_p3d_layer(c0, c1, self.blocks[1], stride=2)
+        self.layer3 = make_p3d_layer(c1, c2, self.blocks[2], stride=2)
+        self.layer4 = make_p3d_layer(c2, c3, self.blocks[3], stride=1)
+        self.FCs = SeparateFCs(parts, c3, embed_dim)
+        self.BNNecks = SeparateBNNecks(parts, embed_dim, class_num)
+        self.TP = PackSequenceWrapper()
+        self.HPP = HorizontalPoolingPyramid((parts,))
+
     def _check_spatial(self, h: int, strides: int) -> None:
         feature_h = _strided_height(h, strides)
         if feature_h % self.parts:
@@ -235,20 +247,14 @@ class DeepGaitV2(Recogniser):
     ) -> None:
         super().__init__(class_num=class_num, embed_dim=embed_dim, parts=parts, use_emb2=use_emb2)
         _check_architecture(channels, blocks, embed_dim, parts)
-        c0, c1, c2, c3 = (int(c) for c in channels)
-        self.channels = (c0, c1, c2, c3)
+        self.channels = tuple(int(c) for c in channels)
+        c0 = self.channels[0]
         self.blocks = tuple(int(b) for b in blocks)
         self.layer0 = SetBlockWrapper(
             nn.Sequential(conv3x3(self.input_channels, c0), nn.BatchNorm2d(c0), nn.ReLU(inplace=True))
         )
         self.layer1 = SetBlockWrapper(make_basic_layer(c0, c0, self.blocks[0], stride=1))
-        self.layer2 = make_p3d_layer(c0, c1, self.blocks[1], stride=2)
-        self.layer3 = make_p3d_layer(c1, c2, self.blocks[2], stride=2)
-        self.layer4 = make_p3d_layer(c2, c3, self.blocks[3], stride=1)
-        self.FCs = SeparateFCs(parts, c3, embed_dim)
-        self.BNNecks = SeparateBNNecks(parts, embed_dim, class_num)
-        self.TP = PackSequenceWrapper()
-        self.HPP = HorizontalPoolingPyramid((parts,))
+        self._add_p3d_stages_and_head(class_num=class_num, embed_dim=embed_dim, parts=parts)
         init_opengait_parameters(self)
 
     def forward(self, inputs: Tensor, seq_lengths: Sequence[int] | None = None) -> RecogniserOutput:
@@ -304,8 +310,8 @@ class SkeletonGaitPP(Recogniser):
     ) -> None:
         super().__init__(class_num=class_num, embed_dim=embed_dim, parts=parts, use_emb2=use_emb2)
         _check_architecture(channels, blocks, embed_dim, parts)
-        c0, c1, c2, c3 = (int(c) for c in channels)
-        self.channels = (c0, c1, c2, c3)
+        self.channels = tuple(int(c) for c in channels)
+        c0 = self.channels[0]
         self.blocks = tuple(int(b) for b in blocks)
         self.fusion_squeeze = int(fusion_squeeze)
         self.sil_layer0 = SetBlockWrapper(
@@ -317,13 +323,7 @@ class SkeletonGaitPP(Recogniser):
         self.sil_layer1 = SetBlockWrapper(make_basic_layer(c0, c0, self.blocks[0], stride=1))
         self.map_layer1 = SetBlockWrapper(make_basic_layer(c0, c0, self.blocks[0], stride=1))
         self.fusion = AttentionFusion(c0, squeeze_ratio=self.fusion_squeeze, feat_len=2, layout="grouped")
-        self.layer2 = make_p3d_layer(c0, c1, self.blocks[1], stride=2)
-        self.layer3 = make_p3d_layer(c1, c2, self.blocks[2], stride=2)
-        self.layer4 = make_p3d_layer(c2, c3, self.blocks[3], stride=1)
-        self.FCs = SeparateFCs(parts, c3, embed_dim)
-        self.BNNecks = SeparateBNNecks(parts, embed_dim, class_num)
-        self.TP = PackSequenceWrapper()
-        self.HPP = HorizontalPoolingPyramid((parts,))
+        self._add_p3d_stages_and_head(class_num=class_num, embed_dim=embed_dim, parts=parts)
         init_opengait_parameters(self)
 
     def forward(self, inputs: Tensor, seq_lengths: Sequence[int] | None = None) -> RecogniserOutput:
@@ -810,6 +810,8 @@ def build_recogniser(
         common["fusion_squeeze"] = int(options.pop("fusion_squeeze"))  # type: ignore[call-overload]
     if options:
         accepted = "'channels' and 'fusion_squeeze'" if key == "skeletongait++" else "'channels'"
-        raise ValueError(f"recognisers.{key}: unknown option(s) {sorted(options)}; only {accepted} is accepted")
+        raise ValueError(
+            f"recognisers.{key}: unknown option(s) {sorted(options)}; only {accepted} is accepted"
+        )
     cls = {"deepgaitv2": DeepGaitV2, "skeletongait": SkeletonGait, "skeletongait++": SkeletonGaitPP}[key]
     return cls(**common)  # type: ignore[arg-type]
