@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 
-from pipeline.crops import person_crops  # noqa: E402
-from pipeline.silhouettes import pretreat_silhouettes  # noqa: E402
-from pipeline.skeleton_maps import skeleton_maps  # noqa: E402
+from pipeline.perception.crops import person_crops  # noqa: E402
+from pipeline.perception.silhouettes import pretreat_silhouettes  # noqa: E402
+from pipeline.perception.skeleton_maps import skeleton_maps  # noqa: E402
 
 # A standing COCO-17 skeleton (x, y) in "body units": 100 = roughly the body height.
 STANDING = np.array(

@@ -2,7 +2,7 @@
 
 Both sides see the same frames (synthetic walking figures, drawn by the tests' painter) and run the
 same BlazePose graph (full model, segmentation on). "bare" is one ``Pose.process`` per full frame and
-nothing else; "stage" is :func:`pipeline.masks.perceive` + :func:`pipeline.masks.flag_frames` per clip,
+nothing else; "stage" is :func:`pipeline.perception.masks.perceive` + :func:`pipeline.perception.masks.flag_frames` per clip,
 i.e. everything the stage adds: the clip-start flush, the whole-frame people search, blanking the frame
 around the main walker, retries after tracking losses, landmarks to COCO-17 pixels, mask thresholding
 and frame flags. Graphs are built and warmed up before timing. Target: stage overhead ≤ 15 %.
@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from test_pose import canvas, draw_person  # noqa: E402  (the figure painter lives with the tests)
 
-from pipeline.masks import flag_frames, make_perception, perceive  # noqa: E402
+from pipeline.perception.person import flag_frames, make_perception, perceive  # noqa: E402
 
 
 def make_clips(n_clips: int, n_frames: int, width: int, height: int) -> list[np.ndarray]:

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 
-from pipeline.generators.base import Driving, GenerationJob, Reference, make_generator  # noqa: E402
-from pipeline.generators.posewarp import PoseWarp  # noqa: E402, F401  (registers the posewarp generators)
+from pipeline.generation.generators.base import Driving, GenerationJob, Reference, make_generator  # noqa: E402
+from pipeline.generation.generators.posewarp import PoseWarp  # noqa: E402, F401  (registers the posewarp generators)
 from pipeline.world.camera import Camera  # noqa: E402
 from pipeline.world.generate import build_identity, build_motion  # noqa: E402
 from pipeline.world.kinematics import place, pose  # noqa: E402

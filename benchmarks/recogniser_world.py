@@ -93,7 +93,7 @@ def main() -> None:
 
     os.chdir(ROOT)
     from pipeline.cli import embed_shard, train_recogniser
-    from pipeline.retrieval import run_real_retrieval
+    from pipeline.evaluation.retrieval import run_real_retrieval
 
     start = time.perf_counter()
     train_recogniser(manifest=str(MANIFEST), perception_root=str(perception), out_dir=str(scratch / "train"),

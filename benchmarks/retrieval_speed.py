@@ -5,7 +5,7 @@ Run pinned to one core for numbers that mean something:
 
 Wall time and process CPU time (the latter is less sensitive to other jobs sharing the core).
 Times (a) the per-part distance matrix alone and (b) the whole ``generic`` protocol (distances, stable
-ranking, Rank-1/5, mAP, mINP) through :func:`pipeline.retrieval.evaluate`, for float64 (the default)
+ranking, Rank-1/5, mAP, mINP) through :func:`pipeline.evaluation.retrieval.evaluate`, for float64 (the default)
 and float32 distances.
 """
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 
-from pipeline.retrieval import evaluate, get_protocol, part_distances  # noqa: E402
+from pipeline.evaluation.retrieval import evaluate, get_protocol, part_distances  # noqa: E402
 
 
 def problem(

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
-from pipeline.visual_metrics import video_metrics  # noqa: E402
+from pipeline.evaluation.visual_metrics import video_metrics  # noqa: E402
 
 
 def walker_masks(

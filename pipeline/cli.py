@@ -48,13 +48,13 @@ def _world_render(args: argparse.Namespace) -> None:
 
 
 def _index_world(args: argparse.Namespace) -> None:
-    from pipeline.index import index_world
+    from pipeline.datasets.index import index_world
 
     index_world(args.spec, args.sheets, args.groundtruth, args.out)
 
 
 def _sweep_plan(args: argparse.Namespace) -> None:
-    from pipeline.sweep import run_plan
+    from pipeline.generation.sweep import run_plan
 
     run_plan(
         args.manifest,
@@ -67,13 +67,13 @@ def _sweep_plan(args: argparse.Namespace) -> None:
 
 
 def _sweep_sheet(args: argparse.Namespace) -> None:
-    from pipeline.sweep import sweep_sheet
+    from pipeline.generation.sweep import sweep_sheet
 
     sweep_sheet(args.plans, args.models, args.out)
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from pipeline.generate import run_generation_shard
+    from pipeline.generation.generate import run_generation_shard
 
     run_generation_shard(
         plan=args.plan,
@@ -96,18 +96,18 @@ def _summarise(args: argparse.Namespace) -> None:
 
 
 def _index(args: argparse.Namespace) -> None:
-    from pipeline.index import index_external
+    from pipeline.datasets.index import index_external
 
     index_external(args.spec, args.out)
 
 
 STAGES = {
-    "pose": ("pipeline.pose", "run_pose_stage"),
-    "masks": ("pipeline.masks", "run_masks_stage"),
-    "silhouettes": ("pipeline.silhouettes", "run_silhouettes_stage"),
-    "skeleton_maps": ("pipeline.skeleton_maps", "run_skeleton_maps_stage"),
-    "crops": ("pipeline.crops", "run_crops_stage"),
-    "guidance": ("pipeline.guidance", "run_guidance_stage"),
+    "pose": ("pipeline.perception.pose", "run_pose_stage"),
+    "masks": ("pipeline.perception.masks", "run_masks_stage"),
+    "silhouettes": ("pipeline.perception.silhouettes", "run_silhouettes_stage"),
+    "skeleton_maps": ("pipeline.perception.skeleton_maps", "run_skeleton_maps_stage"),
+    "crops": ("pipeline.perception.crops", "run_crops_stage"),
+    "guidance": ("pipeline.perception.guidance", "run_guidance_stage"),
 }
 
 
@@ -181,7 +181,7 @@ def embed_shard(
     threads: int | None = None,
 ) -> None:
     """Embeddings of one perception shard with every recogniser (one output file per recogniser)."""
-    from pipeline.embed import run_embed_stage
+    from pipeline.evaluation.embed import run_embed_stage
     from pipeline.runner import shard_rows
 
     rows = shard_rows(manifest, shard, shards)
@@ -198,10 +198,10 @@ def embed_shard(
 SPEC_COMMANDS = {
     "train-recogniser": ("pipeline.cli", "train_recogniser", "train a recogniser on a dataset's train split"),
     "embed": ("pipeline.cli", "embed_shard", "embed one perception shard with every recogniser"),
-    "real-retrieval": ("pipeline.retrieval", "run_real_retrieval", "protocol metrics of the real probes"),
-    "evaluate-generated": ("pipeline.retrieval", "run_generated_evaluation", "rank generated probes"),
+    "real-retrieval": ("pipeline.evaluation.retrieval", "run_real_retrieval", "protocol metrics of the real probes"),
+    "evaluate-generated": ("pipeline.evaluation.retrieval", "run_generated_evaluation", "rank generated probes"),
     "metrics": (
-        "pipeline.metrics",
+        "pipeline.evaluation.metrics",
         "run_metrics_stage",
         "visual metrics and diagnostics of a generation shard",
     ),
@@ -227,8 +227,8 @@ SPEC_COMMANDS = {
         "augmentation_table_stage",
         "the augmentation table",
     ),
-    "aggregate": ("pipeline.aggregate", "run_aggregate", "the study's tables"),
-    "report": ("pipeline.report", "build_report", "the HTML report"),
+    "aggregate": ("pipeline.study.aggregate", "run_aggregate", "the study's tables"),
+    "report": ("pipeline.study.report", "build_report", "the HTML report"),
 }
 
 

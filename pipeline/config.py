@@ -6,6 +6,7 @@ accepted here is accepted by the workflow and vice versa; defaults from the sche
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,12 @@ def key_path(error: jsonschema.ValidationError) -> str:
     return "/".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def validate_config(config: dict) -> dict:
-    """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`."""
+def validate_config(config: dict, checks: Sequence[Callable[[dict], None]] = ()) -> dict:
+    """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`.
+
+    ``checks`` are the owning packages' checks of their own sections (run after the schema and the
+    cross-references; :func:`pipeline.study.config.validate_study` passes them all), so this module
+    imports no stage."""
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     # Two passes: defaults are filled while validating, and nested defaults may enable further checks.
@@ -55,6 +60,8 @@ def validate_config(config: dict) -> dict:
             lines = [f"  {key_path(e)}: {e.message}" for e in errors[:10]]
             raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     check_references(config)
+    for check in checks:
+        check(config)
     return config
 
 
@@ -77,74 +84,9 @@ def check_references(config: dict) -> None:
             raise ConfigError(f"worlds/{name}/gallery_conditions: unknown conditions {unknown}")
         if world["motion_source"] == "mixed" and world["mocap_identities"] > world["identities"]:
             raise ConfigError(f"worlds/{name}/mocap_identities exceeds identities")
-    check_gaitcrafter(config)
 
 
-def world_view_labels(config: dict, dataset: str) -> list[str] | None:
-    """The view labels of a world dataset (as its manifest will carry them); None for other kinds."""
-    from pipeline.world.plan import view_label
-
-    spec = config["datasets"][dataset]
-    if spec["kind"] != "world":
-        return None
-    return [view_label(v) for v in config["worlds"][spec["world"]]["views"]]
-
-
-def check_gaitcrafter(config: dict) -> None:
-    """The GaitCrafter section: known datasets, the preset's overrides (unknown keys and invalid values
-    name the key), view labels the world datasets really have, and the novelty check's recogniser.
-
-    Clothing and bag values are enums in the schema; the augmentation's recogniser ``train`` keys are
-    checked when its job starts (that check needs torch, too slow for parsing the workflow)."""
-    from pipeline.gaitcrafter.config import GaitCrafterConfig
-
-    section = config.get("gaitcrafter") or {}
-    if not section:
-        return
-    datasets = section.get("datasets")
-    unknown = sorted(set(datasets or []) - set(config["datasets"]))
-    if unknown:
-        raise ConfigError(f"gaitcrafter/datasets: unknown datasets {unknown}")
-    try:
-        settings = GaitCrafterConfig.from_mapping(
-            {**section.get("settings", {}), "preset": section.get("preset", "tiny")}
-        )
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"gaitcrafter/settings: {err}") from err
-    augmentation = section.get("augmentation", {})
-    novelty = section.get("evaluation", {}).get("novelty", {})
-    used = {
-        "gaitcrafter/augmentation/covariates/views": (augmentation.get("covariates") or {}).get("views")
-        or [],
-        "gaitcrafter/evaluation/novelty/view": [novelty["view"]] if novelty.get("view") else [],
-    }
-    for name in datasets if datasets is not None else sorted(config["datasets"]):
-        labels = world_view_labels(config, name)
-        if labels is None:
-            continue  # real datasets: views are checked against the trained model when it is used
-        if settings.views is not None and set(labels) - set(settings.views):
-            missing = sorted(set(labels) - set(settings.views))
-            raise ConfigError(
-                f"gaitcrafter/settings/views: dataset {name} has views {missing} the vocabulary lacks"
-            )
-        for key, values in used.items():
-            bad = sorted(set(values) - set(labels))
-            if bad:
-                raise ConfigError(
-                    f"{key}: unknown view value(s) {bad} for dataset {name}; its views are {labels}"
-                )
-    recognisers = config.get("recognisers", {})
-    if novelty.get("enabled", True):
-        name = novelty.get("recogniser", "deepgaitv2")
-        checkpoint = (recognisers.get("settings", {}).get(name) or {}).get("checkpoint")
-        if name not in recognisers.get("names", []) and not checkpoint:
-            raise ConfigError(
-                f"gaitcrafter/evaluation/novelty/recogniser: {name} is not in recognisers/names and has no "
-                "checkpoint; the novelty check embeds with the dataset's trained recogniser"
-            )
-
-
-def load_config(path: str | Path) -> dict:
+def load_config(path: str | Path, checks: Sequence[Callable[[dict], None]] = ()) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -154,4 +96,4 @@ def load_config(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    return validate_config(config)
+    return validate_config(config, checks)

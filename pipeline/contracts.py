@@ -30,6 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SPLITS = ("train", "test")
+# The study's two tasks (sweep plan and every per-video table).
+TASKS = ("restoration", "transfer")
 ROLES = ("train", "gallery", "probe")
 MODALITY_COLUMNS = (
     "path_video",  # an RGB video file (mp4, avi, ...)
@@ -136,8 +138,49 @@ def register(contract: Contract) -> Contract:
     return contract
 
 
+# The sweep plan: written by the sweep stage, read by generation and GaitCrafter's sweep sampling.
+PLAN = register(
+    Contract(
+        name="sweep_plan",
+        schema=pa.schema(
+            [
+                pa.field("job_id", pa.string(), nullable=False),  # "{scenario}/{driving_sequence}"
+                pa.field("dataset", pa.string(), nullable=False),
+                pa.field("task", pa.string(), nullable=False),
+                pa.field("scenario", pa.string(), nullable=False),
+                pa.field("driving_sequence", pa.string(), nullable=False),
+                pa.field("driving_subject", pa.string(), nullable=False),
+                pa.field("reference_sequence", pa.string(), nullable=False),
+                pa.field("reference_subject", pa.string(), nullable=False),
+                pa.field("reference_frame", pa.int32(), nullable=False),
+                pa.field("seed", pa.int64(), nullable=False),
+                pa.field("shard", pa.string(), nullable=False),
+            ],
+            metadata={"doc": "one row per generation job of a dataset, shared by all models"},
+        ),
+        allowed_values={"task": TASKS},
+        unique_key=("job_id",),
+    )
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # Atomic, validated Parquet I/O
+
+
+def field(name: str, dtype: pa.DataType, nullable: bool = True) -> pa.Field:
+    return pa.field(name, dtype, nullable=nullable)
+
+
+def string_fields(*names: str, nullable: bool = False) -> list[pa.Field]:
+    return [field(n, pa.string(), nullable) for n in names]
+
+
+def declare(
+    name: str, doc: str, fields: list[pa.Field], unique: tuple[str, ...], **allowed: tuple[str, ...]
+) -> Contract:
+    """Build and :func:`register` a contract from its fields (``allowed``: column → permitted values)."""
+    return register(Contract(name, pa.schema(fields, metadata={"doc": doc}), allowed, unique))
 
 
 def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:

@@ -10,13 +10,11 @@ import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
-from pipeline.aggregate import (
-    DIAGNOSTICS,
-    DIAGNOSTICS_INPUT,
+from pipeline.contracts import CONTRACTS, ContractError, read_table, write_table
+from pipeline.evaluation.metrics import DIAGNOSTICS, DIAGNOSTICS_INPUT, VISUAL_METRICS
+from pipeline.evaluation.retrieval import PROBE_RESULTS, REAL_RETRIEVAL
+from pipeline.study.aggregate import (
     OUTPUTS,
-    PROBE_RESULTS,
-    REAL_RETRIEVAL,
-    VISUAL_METRICS,
     biometric_table,
     bootstrap_ci,
     correlations,
@@ -27,7 +25,6 @@ from pipeline.aggregate import (
     transfer_table,
     visual_table,
 )
-from pipeline.contracts import CONTRACTS, ContractError, read_table, write_table
 
 # ---------------------------------------------------------------------------------------------
 # Synthetic study (also used by test_report.py)
@@ -111,7 +108,7 @@ def synthetic_inputs(n_identities: int = 8, seed: int = 0, dataset: str = "world
             "metric": m,
             "value": v * f,
         }
-        # pipeline.retrieval names the all-probes group "Overall"; the contract also allows "all"
+        # pipeline.evaluation.retrieval names the all-probes group "Overall"; the contract also allows "all"
         for (r, f), condition in zip(RECOGNISERS.items(), ("Overall", "all"), strict=True)
         for m, v in (("Rank-1", 92.0), ("Rank-5", 98.0), ("mAP", 80.0))
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.crops import (
+from pipeline.perception.crops import (
     boxes_from_masks,
     export_rgb_pkls,
     pad_resize,

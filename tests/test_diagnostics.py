@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.diagnostics import (
+from pipeline.evaluation.diagnostics import (
     Diagnostic,
     arm_swing_error,
     band_widths,

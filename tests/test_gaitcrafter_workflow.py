@@ -112,7 +112,7 @@ def test_train_stage_enrols_the_gallery_and_resumes(trained_stage: dict, toy: di
 
 
 def _job(toy: dict, task: str, driving: str, reference_subject: str, seed: int = 4, **params):
-    from pipeline.generators import Driving, GenerationJob, Reference
+    from pipeline.generation.generators import Driving, GenerationJob, Reference
 
     rows = {r["sequence_id"]: r for r in toy["rows"]}
     driving_row = rows[driving]
@@ -141,7 +141,7 @@ def _job(toy: dict, task: str, driving: str, reference_subject: str, seed: int =
 
 def test_silhouette_generators_constant_matches_the_registry() -> None:
     from pipeline.gaitcrafter import SILHOUETTE_GENERATORS
-    from pipeline.generators import REGISTRY, output_of
+    from pipeline.generation.generators import REGISTRY, output_of
 
     assert {name for name, factory in REGISTRY.items() if output_of(factory) == "silhouette"} == set(
         SILHOUETTE_GENERATORS
@@ -149,7 +149,7 @@ def test_silhouette_generators_constant_matches_the_registry() -> None:
 
 
 def test_gaitcrafter_adapter_conditions_restoration_and_transfer(trained_stage: dict, toy: dict) -> None:
-    from pipeline.generators import GenerationError, make_generator
+    from pipeline.generation.generators import GenerationError, make_generator
 
     generator = make_generator("gaitcrafter", checkpoint=str(trained_stage["out"] / "model.json"))
     generator.load()
@@ -187,8 +187,8 @@ def _unknown(toy: dict):
 def test_render_silhouette_frames_round_trips_through_a_mask() -> None:
     import cv2
 
-    from pipeline.generators.gaitcrafter import render_silhouette_frames
-    from pipeline.masks import VideoSegmentationBackend
+    from pipeline.generation.generators.gaitcrafter import render_silhouette_frames
+    from pipeline.perception.segmentation import VideoSegmentationBackend
 
     clip = _walker(6, 0.0, 3)[:, :, 10:54]
     frames, placement = render_silhouette_frames(clip, 192, 256)
@@ -212,14 +212,14 @@ def test_render_silhouette_frames_round_trips_through_a_mask() -> None:
 @pytest.fixture(scope="module")
 def silhouette_source(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One generated silhouette video (white walker on black) run through the five perception stages."""
-    from pipeline.crops import run_crops_stage
     from pipeline.gaitcrafter import NO_POSE_REASON
-    from pipeline.generators.gaitcrafter import render_silhouette_frames
+    from pipeline.generation.generators.gaitcrafter import render_silhouette_frames
     from pipeline.io.video import write_video
-    from pipeline.masks import run_masks_stage
-    from pipeline.pose import run_pose_stage
-    from pipeline.silhouettes import run_silhouettes_stage
-    from pipeline.skeleton_maps import run_skeleton_maps_stage
+    from pipeline.perception.crops import run_crops_stage
+    from pipeline.perception.masks import run_masks_stage
+    from pipeline.perception.pose import run_pose_stage
+    from pipeline.perception.silhouettes import run_silhouettes_stage
+    from pipeline.perception.skeleton_maps import run_skeleton_maps_stage
 
     root = tmp_path_factory.mktemp("gc_sil")
     frames, _ = render_silhouette_frames(_walker(7, 0.0, 12)[:, :, 10:54], 96, 128)
@@ -285,11 +285,11 @@ def test_silhouette_video_perception_and_skip_reasons(silhouette_source: dict) -
 def test_metrics_of_silhouette_output_are_null_with_reasons(silhouette_source: dict, tmp_path: Path) -> None:
     """The metrics stage on a silhouette shard: empty pose store read, RGB metrics and keypoint / flow
     diagnostics null with their reasons (not errors), the scale-free thickening index measured."""
-    import pipeline.aggregate  # noqa: F401  (registers the metrics contracts)
+    import pipeline.study.aggregate  # noqa: F401  (registers the metrics contracts)
     from pipeline.contracts import CONTRACTS
-    from pipeline.masks import run_masks_stage
-    from pipeline.metrics import SILHOUETTE_POSE_REASON, SILHOUETTE_RGB_REASON, run_metrics_stage
-    from pipeline.pose import run_pose_stage
+    from pipeline.evaluation.metrics import SILHOUETTE_POSE_REASON, SILHOUETTE_RGB_REASON, run_metrics_stage
+    from pipeline.perception.masks import run_masks_stage
+    from pipeline.perception.pose import run_pose_stage
     from pipeline.runner import summarise
 
     row, p = silhouette_source["row"], silhouette_source["paths"]
@@ -423,7 +423,7 @@ def test_augmentation_variant_trains_and_scores_on_the_real_test_split(
 
 
 def test_retrieval_protocol_rows_is_the_real_baseline_code() -> None:
-    from pipeline.retrieval import protocol_rows
+    from pipeline.evaluation.retrieval import protocol_rows
 
     base = {"channels": 1, "parts": 1, "error": None}
     rows = [
@@ -466,7 +466,7 @@ def _quality(person_generated: float, same_beats: float) -> pl.DataFrame:
 
 
 def test_report_says_when_samples_are_poor_with_the_numbers() -> None:
-    from pipeline.report import quality_verdict
+    from pipeline.study.report.gaitcrafter import quality_verdict
 
     poor = quality_verdict(_quality(0.0, 0.48))
     assert poor.startswith("The samples are poor")
@@ -478,7 +478,8 @@ def test_report_says_when_samples_are_poor_with_the_numbers() -> None:
 
 def test_report_gaitcrafter_section_and_skipped_recognisers(tmp_path: Path) -> None:
     from pipeline.gaitcrafter.stage import AUGMENTATION, NOVELTY, QUALITY
-    from pipeline.report import build_report, not_evaluated
+    from pipeline.study.report.page import build_report
+    from pipeline.study.report.sections import not_evaluated
 
     aug = []
     for variant, r1 in (("untrained", 30.0), ("real", 40.0), ("real+novel", 45.0)):
@@ -546,7 +547,8 @@ def _config(**gaitcrafter) -> dict:
 
 
 def test_gaitcrafter_config_validation() -> None:
-    from pipeline.config import ConfigError, validate_config
+    from pipeline.config import ConfigError
+    from pipeline.study.config import validate_study as validate_config
 
     config = validate_config(_config())
     assert config["gaitcrafter"]["augmentation"]["covariates"] == {
@@ -574,7 +576,7 @@ def test_gaitcrafter_config_validation() -> None:
 
 
 def test_report_reads_the_novelty_numbers() -> None:
-    from pipeline.report import novelty_readings
+    from pipeline.study.report.gaitcrafter import novelty_readings
 
     weak = {
         ("vs_generated_training", "real_baseline.fraction_other_closer"): 0.81,
@@ -592,8 +594,8 @@ def test_report_reads_the_novelty_numbers() -> None:
 
 
 def test_generation_stage_skips_the_reference_image_for_label_conditioned_generators() -> None:
-    from pipeline.generate import label_only_reference
-    from pipeline.generators import REGISTRY
+    from pipeline.generation.generate import label_only_reference
+    from pipeline.generation.generators import REGISTRY
 
     assert REGISTRY["gaitcrafter"].uses_reference is False
     assert getattr(REGISTRY["static"], "uses_reference", True) is True

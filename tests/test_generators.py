@@ -11,9 +11,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-import pipeline.generators.builtin  # noqa: F401  (registers oracle, static)
-import pipeline.generators.posewarp as pw
-from pipeline.generators.base import (
+import pipeline.generation.generators.builtin  # noqa: F401  (registers oracle, static)
+import pipeline.generation.generators.posewarp as pw
+from pipeline.generation.generators.base import (
     REGISTRY,
     Driving,
     GenerationError,
@@ -22,7 +22,7 @@ from pipeline.generators.base import (
     Reference,
     make_generator,
 )
-from pipeline.generators.builtin import letterbox
+from pipeline.generation.generators.builtin import letterbox
 from pipeline.skeleton import COCO17_INDEX
 from pipeline.world.camera import Camera
 from pipeline.world.generate import build_identity, build_motion

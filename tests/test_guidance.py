@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.guidance import (
+from pipeline.perception.guidance import (
     NLFBackend,
     NLFModelMissingError,
     camera_extrinsics,

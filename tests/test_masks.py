@@ -7,18 +7,20 @@ import pytest
 from test_pose import BACKGROUND, canvas, draw_person, walking_clip
 
 from pipeline.contracts import pack_masks, read_frame_store, write_frame_store
-from pipeline.masks import (
-    MaskResult,
+from pipeline.perception.person import (
     PerceptionResult,
     flag_frames,
     make_perception,
-    make_segmentation_backend,
-    mask_fields,
-    masks_from_store,
     perceive,
     sequence_status,
 )
-from pipeline.pose import PoseResult
+from pipeline.perception.pose_backends import PoseResult
+from pipeline.perception.segmentation import (
+    MaskResult,
+    make_segmentation_backend,
+    mask_fields,
+    masks_from_store,
+)
 
 
 def drawn_mask(frames: np.ndarray) -> np.ndarray:

@@ -9,20 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.pose import (
+from pipeline.perception.dwpose import DWPoseBackend, letterbox, nms, simcc_decode
+from pipeline.perception.person import make_pose_backend
+from pipeline.perception.pose_backends import (
     BLAZEPOSE_TO_COCO17,
-    DWPoseBackend,
     FollowOptions,
     ModelFilesMissingError,
     PoseResult,
     WalkerTrack,
     blazepose_to_coco17,
-    letterbox,
-    make_pose_backend,
     make_smoother,
-    nms,
     pick_main_walker,
-    simcc_decode,
     valid_runs,
 )
 from pipeline.skeleton import COCO17_JOINTS
@@ -465,7 +462,7 @@ class _ScriptedGraph:
 
 def _perception(pick, static_pick=None):
     pytest.importorskip("mediapipe")
-    from pipeline.pose import MediapipePerception
+    from pipeline.perception.pose_backends import MediapipePerception
 
     perception = MediapipePerception()
     perception._graph.close()

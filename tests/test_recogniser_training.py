@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.contracts import ContractError, read_table, write_frame_store, write_table
-from pipeline.embed import EMBEDDINGS, embed_dataset, embeddings_table, run_embed_stage
+from pipeline.evaluation.embed import EMBEDDINGS, embed_dataset, embeddings_table, run_embed_stage
+from pipeline.evaluation.retrieval import evaluate
 from pipeline.recognisers.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -33,7 +34,6 @@ from pipeline.recognisers.data import (
 from pipeline.recognisers.losses import cross_entropy_loss, triplet_loss
 from pipeline.recognisers.models import RecogniserOutput
 from pipeline.recognisers.train import TRAINING_LOG, TrainConfig, latest_checkpoint, train
-from pipeline.retrieval import evaluate
 from pipeline.runner import STAGE_STATUS
 
 torch.set_num_threads(1)
@@ -502,8 +502,8 @@ def test_real_deepgaitv2_trains_and_embeds(source: tuple[Path, list[dict]], tmp_
 
 
 def test_embed_defaults_match_the_data_module() -> None:
-    """pipeline.embed keeps its own copies (so reading the contract does not import torch)."""
-    import pipeline.embed as embed
+    """pipeline.evaluation.embed keeps its own copies (so reading the contract does not import torch)."""
+    import pipeline.evaluation.embed as embed
     import pipeline.recognisers.data as data
 
     assert (embed.FRAMES_ALL_LIMIT, embed.MIN_FRAMES) == (data.FRAMES_ALL_LIMIT, data.MIN_FRAMES)

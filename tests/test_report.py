@@ -13,23 +13,21 @@ import polars as pl
 import pytest
 from test_aggregate import synthetic_inputs, write_inputs
 
-from pipeline.aggregate import KEYS, aggregate, run_aggregate
 from pipeline.contracts import MANIFEST, write_table
 from pipeline.io.video import write_video
-from pipeline.report import (
+from pipeline.study.aggregate import KEYS, aggregate, run_aggregate
+from pipeline.study.report.common import (
     PLOT_NAMES,
     SECTIONS,
     STRIP_HEIGHT,
-    Strip,
-    StripChooser,
     Tables,
-    build_report,
     decimals,
     fmt,
     load_tables,
-    strip_image,
-    summary_sentences,
 )
+from pipeline.study.report.page import build_report
+from pipeline.study.report.strips import Strip, StripChooser, strip_image
+from pipeline.study.report.summary import summary_sentences
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -193,7 +191,7 @@ def test_report_with_only_visual_metrics(tmp_path):
     assert "there are no biometric results for it yet" in document
     assert "LPIPS is null for every video" not in document  # only static lacks it in the synthetic data
     assert "No biometric results" in _section(document, "biometric")
-    # LPIPS null everywhere, with the reason written the way pipeline.metrics writes it
+    # LPIPS null everywhere, with the reason written the way pipeline.evaluation.metrics writes it
     why = {"lpips": "null: AlexNet backbone weights not found at /weights/alexnet-owt-7be5be79.pth"}
     no_lpips = visual.with_columns(lpips=pl.lit(None, pl.Float64), notes=pl.lit(json.dumps(why)))
     paths = write_inputs(tmp_path / "in2", {"visual": no_lpips})

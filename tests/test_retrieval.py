@@ -1,6 +1,6 @@
 """Retrieval metrics against an independent, plain-loop implementation written here.
 
-The reference below shares no code with ``pipeline.retrieval``: distances are Python loops over
+The reference below shares no code with ``pipeline.evaluation.retrieval``: distances are Python loops over
 pairs, parts and channels; each probe's gallery is ordered with ``sorted`` on the key
 ``(distance, gallery position)`` — the documented tie rule (ties in gallery order); Rank-k, AP and INP
 are counted by walking that list. Random problems use three kinds of embeddings: continuous ones,
@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.retrieval import (
+from pipeline.evaluation.retrieval import (
     PROTOCOLS,
     Protocol,
     evaluate,
@@ -471,7 +471,7 @@ def test_presets_follow_the_reference_notes() -> None:
 
 
 def test_attributes_become_identity_columns() -> None:
-    from pipeline.retrieval import attributes_to_columns
+    from pipeline.evaluation.retrieval import attributes_to_columns
 
     table = pl.DataFrame({"sequence_id": ["g1", "g2", "g3"]})
     manifest = pl.DataFrame(

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.contracts import pack_masks, read_frame_store, write_frame_store
-from pipeline.silhouettes import (
+from pipeline.perception.silhouettes import (
     DROP_NO_CENTRE,
     DROP_TOO_FEW_PIXELS,
     align_sequence,

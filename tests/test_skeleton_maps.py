@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.skeleton import COCO17_INDEX
-from pipeline.skeleton_maps import (
+from pipeline.perception.skeleton_maps import (
     align_heatmap,
     center_and_scale,
     coco18_to_coco17,
@@ -21,6 +20,7 @@ from pipeline.skeleton_maps import (
     pad_keypoints,
     skeleton_maps,
 )
+from pipeline.skeleton import COCO17_INDEX
 
 TEMPLATE = np.array(
     [

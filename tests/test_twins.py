@@ -7,7 +7,7 @@ import json
 import numpy as np
 import polars as pl
 
-from pipeline.retrieval import twin_rows
+from pipeline.evaluation.retrieval import twin_rows
 
 
 def table(embeddings: dict[tuple[str, str], np.ndarray]) -> pl.DataFrame:

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.generators import REGISTRY, GenerationError, Generator, make_generator
-from pipeline.generators.base import Driving, GenerationJob, Reference
-from pipeline.generators.upstream import DEFAULTS, RESOURCES, animateanyone, mtvcrafter
-from pipeline.generators.upstream.common import (
+from pipeline.generation.generators import REGISTRY, GenerationError, Generator, make_generator
+from pipeline.generation.generators.base import Driving, GenerationJob, Reference
+from pipeline.generation.generators.upstream import DEFAULTS, RESOURCES, animateanyone, mtvcrafter
+from pipeline.generation.generators.upstream.common import (
     GridLayout,
     UpstreamConfigError,
     UpstreamRunError,
@@ -31,8 +31,8 @@ from pipeline.generators.upstream.common import (
     resampled_timeline,
     stitch_windows,
 )
-from pipeline.guidance import Padding
 from pipeline.io.video import read_frames
+from pipeline.perception.guidance import Padding
 from tests.upstream_standin import standin
 
 STANDIN = Path(standin.__file__).resolve()

@@ -13,15 +13,14 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.visual_metrics import (
+from pipeline.evaluation.alignment import align_frames, match_size
+from pipeline.evaluation.visual_metrics import (
     ALEXNET_CHECKPOINT,
-    align_frames,
     crop_boxes,
     default_alexnet_weights,
     load_lpips,
     lpips_from_config,
     masked_ssim_psnr,
-    match_size,
     policy_mask,
     summary_row,
     video_metrics,
@@ -457,7 +456,7 @@ def test_unusable_backbone_file_is_an_error(tmp_path):
 
 
 def test_importing_the_module_does_not_import_torch():
-    code = "import sys, pipeline.visual_metrics; print('torch' in sys.modules)"
+    code = "import sys, pipeline.evaluation.visual_metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     assert out.stdout.strip() == "False"

@@ -214,7 +214,7 @@ def test_slurm_profile_dry_run(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_study_tables_and_report(tiny_run):
-    from pipeline.aggregate import BIOMETRIC_TABLE, VISUAL_TABLE
+    from pipeline.study.aggregate import BIOMETRIC_TABLE, VISUAL_TABLE
 
     visual = pl.from_arrow(read_table(tiny_run / "results/aggregate/visual.parquet", VISUAL_TABLE))
     biometric = pl.from_arrow(read_table(tiny_run / "results/aggregate/biometric.parquet", BIOMETRIC_TABLE))
@@ -245,7 +245,8 @@ def test_changing_a_metric_parameter_does_not_regenerate(tiny_run, tmp_path):
 def test_tiny_gaitcrafter(tiny_run):
     """GaitCrafter end to end: training with the gallery enrolled, the sweep through silhouette
     perception (DeepGaitV2 ranks it, the others say why not), null RGB metrics, the experiments."""
-    from pipeline.aggregate import PROBE_RESULTS, VISUAL_METRICS
+    from pipeline.evaluation.metrics import VISUAL_METRICS
+    from pipeline.evaluation.retrieval import PROBE_RESULTS
     from pipeline.gaitcrafter import NO_POSE_REASON
     from pipeline.gaitcrafter.stage import AUGMENTATION, NOVELTY, QUALITY
 

@@ -14,7 +14,7 @@ Modules: :mod:`.config` (tiny/full presets), :mod:`.model` (condition encoder + 
 Import the submodules directly; this package imports nothing heavy.
 """
 
-# Generators whose videos are silhouettes, not RGB (see pipeline.generators.base.OUTPUT_KINDS). The
+# Generators whose videos are silhouettes, not RGB (see pipeline.generation.generators.base.OUTPUT_KINDS). The
 # workflow reads this at parse time without importing the generators (that costs a second);
 # tests/test_gaitcrafter_workflow.py checks it against every registered generator's ``output``.
 SILHOUETTE_GENERATORS = frozenset({"gaitcrafter"})

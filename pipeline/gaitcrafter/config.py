@@ -26,11 +26,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
+from pipeline.config import ConfigError
+
 CONFIG_KEY = "gaitcrafter"
 ANY = "any"
 CLOTHING = ("normal", "coat")
 BAG = ("none", "bag")
-# Silhouettes are OpenGait-aligned 64×64 cut to 64×44 (pipeline.silhouettes.cut_to_44).
+# Silhouettes are OpenGait-aligned 64×64 cut to 64×44 (pipeline.perception.silhouettes.cut_to_44).
 HEIGHT, WIDTH = 64, 44
 SAMPLERS = ("ddim", "dpm")
 # What the UNet predicts (diffusers' ``prediction_type``): the DDPM noise ε, or v = √ᾱ·ε − √(1−ᾱ)·x₀.
@@ -248,3 +250,57 @@ __all__ = [
     "GaitCrafterConfig",
     "check_value",
 ]
+
+
+def check_gaitcrafter(config: dict) -> None:
+    """The GaitCrafter section: known datasets, the preset's overrides (unknown keys and invalid values
+    name the key), view labels the world datasets really have, and the novelty check's recogniser.
+
+    Clothing and bag values are enums in the schema; the augmentation's recogniser ``train`` keys are
+    checked when its job starts (that check needs torch, too slow for parsing the workflow)."""
+    from pipeline.world.plan import world_view_labels
+
+    section = config.get("gaitcrafter") or {}
+    if not section:
+        return
+    datasets = section.get("datasets")
+    unknown = sorted(set(datasets or []) - set(config["datasets"]))
+    if unknown:
+        raise ConfigError(f"gaitcrafter/datasets: unknown datasets {unknown}")
+    try:
+        settings = GaitCrafterConfig.from_mapping(
+            {**section.get("settings", {}), "preset": section.get("preset", "tiny")}
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"gaitcrafter/settings: {err}") from err
+    augmentation = section.get("augmentation", {})
+    novelty = section.get("evaluation", {}).get("novelty", {})
+    used = {
+        "gaitcrafter/augmentation/covariates/views": (augmentation.get("covariates") or {}).get("views")
+        or [],
+        "gaitcrafter/evaluation/novelty/view": [novelty["view"]] if novelty.get("view") else [],
+    }
+    for name in datasets if datasets is not None else sorted(config["datasets"]):
+        labels = world_view_labels(config, name)
+        if labels is None:
+            continue  # real datasets: views are checked against the trained model when it is used
+        if settings.views is not None and set(labels) - set(settings.views):
+            missing = sorted(set(labels) - set(settings.views))
+            raise ConfigError(
+                f"gaitcrafter/settings/views: dataset {name} has views {missing} the vocabulary lacks"
+            )
+        for key, values in used.items():
+            bad = sorted(set(values) - set(labels))
+            if bad:
+                raise ConfigError(
+                    f"{key}: unknown view value(s) {bad} for dataset {name}; its views are {labels}"
+                )
+    recognisers = config.get("recognisers", {})
+    if novelty.get("enabled", True):
+        name = novelty.get("recogniser", "deepgaitv2")
+        checkpoint = (recognisers.get("settings", {}).get(name) or {}).get("checkpoint")
+        if name not in recognisers.get("names", []) and not checkpoint:
+            raise ConfigError(
+                f"gaitcrafter/evaluation/novelty/recogniser: {name} is not in recognisers/names and has no "
+                "checkpoint; the novelty check embeds with the dataset's trained recogniser"
+            )

@@ -242,8 +242,8 @@ def jobs_from_plan(
     ``identity_from``: whose identity token is used, ``driving`` (default, what the issue asks) or
     ``reference``; a mapping gives it per task, e.g. ``{"restoration": "driving", "transfer": "reference"}``.
     """
+    from pipeline.contracts import PLAN
     from pipeline.gaitcrafter.train import covariates_of
-    from pipeline.sweep import PLAN
 
     plan_rows = read_table(plan, PLAN).to_pylist() if isinstance(plan, (str, os.PathLike)) else list(plan)
     rows = (

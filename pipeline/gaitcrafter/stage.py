@@ -25,8 +25,8 @@
 ``gaitcrafter-augment`` (:func:`augment_variant_stage`)
     One training-set variant of the augmentation experiment (:func:`~pipeline.gaitcrafter.augment.augmentation_variants`):
     trains the configured recogniser with :func:`pipeline.recognisers.train.train` on real +
-    synthetic silhouette stores, embeds the real test split (:func:`pipeline.embed.run_embed_stage`)
-    and scores it with the dataset's retrieval protocol (:func:`pipeline.retrieval.protocol_rows`, the
+    synthetic silhouette stores, embeds the real test split (:func:`pipeline.evaluation.embed.run_embed_stage`)
+    and scores it with the dataset's retrieval protocol (:func:`pipeline.evaluation.retrieval.protocol_rows`, the
     code the real-probe baseline uses).
 ``gaitcrafter-augmentation`` (:func:`augmentation_table_stage`)
     All variants in one table, ``augmentation.parquet`` (contract ``gaitcrafter_augmentation``).
@@ -382,7 +382,7 @@ def novelty_stage(
 ) -> list[dict]:
     """Distinctness of novel identities (mixes of train-split identities) under ``recogniser``'s embedding."""
 
-    from pipeline.embed import load_recogniser
+    from pipeline.evaluation.embed import load_recogniser
     from pipeline.gaitcrafter.novelty import evaluate_novelty, recogniser_embedder
 
     start, info, sampling = begin_sampling_stage(model, sampling, threads)
@@ -534,11 +534,11 @@ def augment_variant_stage(
     note: str | None = None,
 ) -> list[dict]:
     """Train ``recogniser`` on one variant's training set and score it on the real test split."""
-    from pipeline.embed import run_embed_stage
+    from pipeline.evaluation.embed import run_embed_stage
+    from pipeline.evaluation.retrieval import protocol_rows, read_embedding_files
     from pipeline.gaitcrafter.augment import augmentation_variants
     from pipeline.recognisers.data import GaitDataset
     from pipeline.recognisers.train import TrainConfig, recogniser_modality, train
-    from pipeline.retrieval import protocol_rows, read_embedding_files
 
     if recogniser_modality(recogniser) != "silhouette":
         raise ValueError(

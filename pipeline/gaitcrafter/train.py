@@ -55,7 +55,7 @@ from pipeline.gaitcrafter.config import (
     GaitCrafterConfig,
 )
 from pipeline.gaitcrafter.model import SLOTS, ConditionBatch, GaitCrafter, Vocabulary, build_model
-from pipeline.silhouettes import cut_to_44
+from pipeline.perception.silhouettes import cut_to_44
 
 log = logging.getLogger(__name__)
 

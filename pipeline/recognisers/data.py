@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from pipeline.contracts import MANIFEST, FrameStore, read_frame_store, read_table
-from pipeline.silhouettes import cut_to_44
+from pipeline.perception.silhouettes import cut_to_44
 
 SAMPLE_TYPES = ("fixed_unordered", "fixed_ordered", "unfixed_unordered", "all_ordered")
 # (stage folder, frame-store field) per modality, in the order the channels are concatenated.

@@ -167,3 +167,11 @@ def sequences_in_shard(plans: list[SequencePlan], shard: str) -> list[SequencePl
 
 def identities_json(identities: list[IdentityPlan]) -> str:
     return json.dumps([asdict(p) for p in identities], indent=1)
+
+
+def world_view_labels(config: dict, dataset: str) -> list[str] | None:
+    """The view labels of a world dataset (as its manifest will carry them); None for other kinds."""
+    spec = config["datasets"][dataset]
+    if spec["kind"] != "world":
+        return None
+    return [view_label(v) for v in config["worlds"][spec["world"]]["views"]]

@@ -1,5 +1,6 @@
 # Stage "aggregate": the study's tables with bootstrap CIs over identities, correlations and the
-# guidance-density comparison (pipeline/aggregate.py). Every table as Parquet and CSV.
+# guidance-density comparison (pipeline/study/aggregate.py). Every table as Parquet and CSV.
+# Input functions: rules/inputs/study.smk.
 
 
 rule aggregate:

@@ -1,4 +1,5 @@
-# Stage "crops": BigGait RGB person crops (pipeline/crops.py), one job per shard of a source's manifest.
+# Stage "crops": BigGait RGB person crops (pipeline/perception/crops.py), one job per shard of a source's manifest.
+# Input functions: rules/inputs/perception.smk.
 
 
 rule crops:

@@ -1,5 +1,6 @@
 # Stage "embed": embeddings of one perception shard of a real source with every recogniser
-# (pipeline/embed.py), one Parquet per recogniser.
+# (pipeline/evaluation/embed.py), one Parquet per recogniser.
+# Input functions: rules/inputs/evaluation.smk.
 
 
 rule embed:

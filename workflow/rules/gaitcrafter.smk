@@ -3,7 +3,8 @@
 # have identity tokens), measure its samples (quality, novel-identity distinctness) and run the
 # augmentation experiment: synthetic training sets → the configured silhouette recogniser trained on
 # each variant → scored on the real test split with the retrieval code of the real-probe baseline.
-# As a sweep generator it is the model `gaitcrafter` (rules/generate.smk, pipeline/generators/gaitcrafter.py).
+# As a sweep generator it is the model `gaitcrafter` (rules/generate.smk, pipeline/generation/generators/gaitcrafter.py).
+# Input functions: rules/inputs/gaitcrafter.smk.
 
 
 rule train_gaitcrafter:

@@ -1,6 +1,7 @@
 # Stage "generate": one model on one shard of one scenario's jobs, loading the model once
-# (pipeline/generate.py). GPU, memory and time come from models.<name>.resources; a retried job
+# (pipeline/generation/generate.py). GPU, memory and time come from models.<name>.resources; a retried job
 # gets more memory and time.
+# Input functions: rules/inputs/generation.smk.
 
 
 rule generate:

@@ -1,5 +1,6 @@
 # Stage "guidance": animator guidance (OpenPose skeleton frames, DensePose frames, SMPL-24 joints in mm)
-# rendered from any keypoint source (pipeline/guidance.py); one job per format and shard.
+# rendered from any keypoint source (pipeline/perception/guidance.py); one job per format and shard.
+# Input functions: rules/inputs/perception.smk.
 
 
 rule guidance:

@@ -1,4 +1,5 @@
-# Stage "index": turn a dataset on disk into the sequence manifest (pipeline/index.py).
+# Stage "index": turn a dataset on disk into the sequence manifest (pipeline/datasets/index.py).
+# Input functions: rules/inputs/world.smk.
 
 
 rule index_world:

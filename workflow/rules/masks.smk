@@ -1,4 +1,5 @@
-# Stage "masks": person masks (pipeline/masks.py), one job per shard of a source's manifest.
+# Stage "masks": person masks (pipeline/perception/masks.py), one job per shard of a source's manifest.
+# Input functions: rules/inputs/perception.smk.
 
 
 rule masks:

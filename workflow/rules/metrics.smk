@@ -1,6 +1,7 @@
 # Stage "metrics": visual metrics (masked SSIM / PSNR / LPIPS) and behavioural diagnostics of one
-# generation shard against the driving videos (pipeline/metrics.py). Its params are the metric
+# generation shard against the driving videos (pipeline/evaluation/metrics.py). Its params are the metric
 # settings only, so changing them re-runs this stage and the aggregation, never generation.
+# Input functions: rules/inputs/evaluation.smk.
 
 
 rule metrics:

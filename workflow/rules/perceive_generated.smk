@@ -1,6 +1,7 @@
 # Perception of generated videos: the same five stages and the same code as for real sources
-# (pipeline/pose.py, masks.py, silhouettes.py, skeleton_maps.py, crops.py), chained in one job per
+# (pipeline/perception/pose.py, masks.py, silhouettes.py, skeleton_maps.py, crops.py), chained in one job per
 # generation shard so the DAG gains one job, not five, per shard of ~100 generated videos.
+# Input functions: rules/inputs/perception.smk (the five stages' options).
 
 
 rule perceive_generated:

@@ -1,4 +1,5 @@
-# Stage "pose": COCO-17 keypoints (pipeline/pose.py); with mediapipe the same pass keeps the masks, one job per shard of a source's manifest.
+# Stage "pose": COCO-17 keypoints (pipeline/perception/pose.py); with mediapipe the same pass keeps the masks, one job per shard of a source's manifest.
+# Input functions: rules/inputs/perception.smk.
 
 
 rule pose:

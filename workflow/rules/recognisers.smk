@@ -1,5 +1,6 @@
 # Stage "recognisers": train each gait recogniser on a dataset's train split
 # (pipeline/recognisers/train.py). Skipped for recognisers given an official checkpoint in the config.
+# Input functions: rules/inputs/evaluation.smk.
 
 
 rule train_recogniser:

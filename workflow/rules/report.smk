@@ -1,5 +1,6 @@
-# Stage "report": the self-contained HTML report and its plots (pipeline/report.py), also registered
+# Stage "report": the self-contained HTML report and its plots (pipeline/study/report/, entry point page.py), also registered
 # for `snakemake --report` with captions from workflow/report/.
+# Input functions: rules/inputs/study.smk.
 
 
 rule report:

@@ -1,5 +1,6 @@
-# Stage "retrieval" (pipeline/retrieval.py): protocol metrics of a dataset's real probes, and the
+# Stage "retrieval" (pipeline/evaluation/retrieval.py): protocol metrics of a dataset's real probes, and the
 # ranking of every generation shard's videos against the real gallery.
+# Input functions: rules/inputs/evaluation.smk.
 
 
 rule real_retrieval:

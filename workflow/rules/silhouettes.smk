@@ -1,4 +1,5 @@
-# Stage "silhouettes": OpenGait-aligned silhouettes (pipeline/silhouettes.py), one job per shard of a source's manifest.
+# Stage "silhouettes": OpenGait-aligned silhouettes (pipeline/perception/silhouettes.py), one job per shard of a source's manifest.
+# Input functions: rules/inputs/perception.smk.
 
 
 rule silhouettes:

@@ -1,4 +1,5 @@
-# Stage "skeleton_maps": SkeletonGait skeleton maps (pipeline/skeleton_maps.py), one job per shard of a source's manifest.
+# Stage "skeleton_maps": SkeletonGait skeleton maps (pipeline/perception/skeleton_maps.py), one job per shard of a source's manifest.
+# Input functions: rules/inputs/perception.smk.
 
 
 rule skeleton_maps:

@@ -1,5 +1,6 @@
 # Stage "summary": one table over all shards of a per-sequence stage (pipeline/runner.py), so that
 # consumers of a whole source depend on one file rather than on every shard's outputs.
+# Input functions: rules/inputs/perception.smk.
 
 
 rule stage_summary:

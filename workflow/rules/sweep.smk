@@ -1,4 +1,5 @@
-# Stage "sweep": the model-independent generation plan of a dataset (pipeline/sweep.py).
+# Stage "sweep": the model-independent generation plan of a dataset (pipeline/generation/sweep.py).
+# Input functions: rules/inputs/generation.smk.
 
 
 rule sweep_plan:

@@ -1,4 +1,5 @@
 # Stage "world": render the synthetic gait world as a dataset on disk (pipeline/world).
+# Input functions: rules/inputs/world.smk.
 
 
 rule world_spec:

@@ -1,0 +1,198 @@
+"""Stage "generate": run one model on one shard of a scenario's jobs, loading the model once.
+
+For every job the stage assembles the reference (a frame of the reference sequence with its mask and
+keypoints from the real source's perception) and the driving guidance (the driving sequence's
+keypoints from the same perception, the world's part maps and SMPL joints where they exist), calls the
+generator, and writes the video atomically. Its output is a manifest (contract ``manifest``) of the
+generated videos, so the perception stages run on generated videos exactly as on real ones. A job that
+fails becomes a row with ``error`` (including the upstream's stderr tail); the shard goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.contracts import MANIFEST, PLAN, read_frame_store, read_table, write_table
+from pipeline.generation.generators import Driving, GenerationJob, Reference, make_generator
+from pipeline.io.sequences import MissingModality, frame_size, groundtruth, load_rgb
+
+log = logging.getLogger(__name__)
+
+
+class RealSource:
+    """The real dataset a plan refers to: its manifest and its pose / masks stores (all shards)."""
+
+    def __init__(self, manifest: str, pose_summary: str, masks_summary: str):
+        from pipeline.runner import stores_by_sequence
+
+        self.rows = {r["sequence_id"]: r for r in read_table(manifest, MANIFEST).to_pylist()}
+        self.pose = stores_by_sequence(pose_summary)
+        self.masks = stores_by_sequence(masks_summary)
+
+    def field(self, kind: str, sequence_id: str, name: str) -> np.ndarray:
+        paths = self.pose if kind == "pose" else self.masks
+        if sequence_id not in paths:
+            raise MissingModality(f"{sequence_id}: the {kind} stage stored nothing for it")
+        return _store(paths[sequence_id]).get(sequence_id, name)
+
+    def mask(self, sequence_id: str) -> np.ndarray:
+        from pipeline.contracts import unpack_masks
+
+        return unpack_masks(self.field("masks", sequence_id, "mask"), frame_size(self.rows[sequence_id])[1])
+
+
+@lru_cache(maxsize=16)
+def _store(path: str):
+    return read_frame_store(path)
+
+
+def _optional_groundtruth(row: dict, name: str) -> np.ndarray | None:
+    try:
+        return groundtruth(row, name)
+    except MissingModality:
+        return None
+
+
+def build_reference(source: RealSource, job: dict) -> Reference:
+    sid, index = job["reference_sequence"], int(job["reference_frame"])
+    row = source.rows[sid]
+    frames = load_rgb(row)
+    parts = _optional_groundtruth(row, "parts")
+    return Reference(
+        image=frames[index],
+        mask=source.mask(sid)[index],
+        keypoints=source.field("pose", sid, "pose_keypoints")[index],
+        parts=None if parts is None else parts[index],
+        sequence_id=sid,
+        frame_index=index,
+    )
+
+
+def build_driving(source: RealSource, job: dict, needs: tuple[str, ...]) -> Driving:
+    sid = job["driving_sequence"]
+    row = source.rows[sid]
+    height, width = frame_size(row)
+    smpl = None
+    if "smpl" in needs:
+        from pipeline.perception.guidance import smpl24_for_mtvcrafter
+
+        smpl = smpl24_for_mtvcrafter(groundtruth(row, "joints3d"), groundtruth(row, "extrinsics"))
+    return Driving(
+        keypoints=source.field("pose", sid, "pose_keypoints"),
+        height=height,
+        width=width,
+        fps=float(row["fps"] or 25.0),
+        valid=source.field("pose", sid, "valid"),
+        parts=_optional_groundtruth(row, "parts") if "parts" in needs else None,
+        smpl_mm=smpl,
+        frames=load_rgb(row) if "frames" in needs else None,
+        masks=source.mask(sid) if "masks" in needs else None,
+        sequence_id=sid,
+    )
+
+
+def label_only_reference(job: dict) -> Reference:
+    """The reference of a generator that uses no reference image (``uses_reference = False``, e.g.
+    GaitCrafter, conditioned on identity labels): only which sequence and frame the plan names, so the
+    shard does not decode reference videos it would throw away."""
+    return Reference(
+        image=np.zeros((0, 0, 3), dtype=np.uint8),
+        sequence_id=job["reference_sequence"],
+        frame_index=int(job["reference_frame"]),
+    )
+
+
+def generated_row(job: dict, model: str, source: RealSource) -> dict:
+    driving = source.rows[job["driving_sequence"]]
+    attributes = {
+        k: job[k]
+        for k in ("task", "scenario", "driving_sequence", "reference_sequence", "reference_frame", "seed")
+    }
+    attributes.update(
+        model=model, driving_subject=job["driving_subject"], reference_subject=job["reference_subject"]
+    )
+    return {
+        "dataset": job["dataset"],
+        "subject": job["driving_subject"],
+        "condition": driving["condition"],
+        "view": driving["view"],
+        "sequence_id": job["job_id"],
+        "split": "test",
+        "role": "probe",
+        "attributes": attributes,
+    }
+
+
+def run_generation_shard(
+    *,
+    plan: str,
+    scenario: str,
+    shard: str,
+    model: str,
+    spec: dict,
+    manifest: str,
+    pose_summary: str,
+    masks_summary: str,
+    videos: str,
+    out: str,
+) -> Path:
+    """Generate every job of (scenario, shard) with one model load; write videos and their manifest."""
+    from pipeline.io.video import write_video
+
+    jobs = [
+        j for j in read_table(plan, PLAN).to_pylist() if j["scenario"] == scenario and j["shard"] == shard
+    ]
+    source = RealSource(manifest, pose_summary, masks_summary)
+    # Constructor options are the model's setup (checkout, env, weights); `params` go to every job.
+    options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params"}}
+    generator = make_generator(spec["generator"], **options)
+    generator.load()  # a missing checkout or env fails here, before any job (and any GPU time)
+    uses_reference = bool(getattr(generator, "uses_reference", True))
+    videos_dir = Path(videos)
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for job in jobs:
+            row = generated_row(job, model, source)
+            start = time.perf_counter()
+            try:
+                result = generator.generate(
+                    GenerationJob(
+                        job_id=job["job_id"],
+                        reference=build_reference(source, job)
+                        if uses_reference
+                        else label_only_reference(job),
+                        driving=build_driving(source, job, tuple(generator.needs)),
+                        seed=int(job["seed"]),
+                        params=spec.get("params", {}),
+                        context={"plan": job, "driving_row": source.rows[job["driving_sequence"]]},
+                    )
+                )
+                path = videos_dir / (job["job_id"].replace("/", "__") + ".mp4")
+                write_video(path, result.frames, result.fps)
+                height, width = result.frames.shape[1:3]
+                row.update(
+                    path_video=str(path),
+                    frame_count=len(result.frames),
+                    fps=result.fps,
+                    width=width,
+                    height=height,
+                )
+                row["attributes"]["notes"] = result.notes
+            except Exception as err:  # a failed job is a row; the shard carries on
+                log.exception("%s failed on %s", model, job["job_id"])
+                row["error"] = f"generation failed: {type(err).__name__}: {err}"[-2000:]
+            row["attributes"]["seconds"] = round(time.perf_counter() - start, 3)
+            row["attributes"] = json.dumps(row["attributes"], sort_keys=True, default=str)
+            rows.append(row)
+    finally:
+        generator.close()
+    failed = sum(1 for r in rows if r.get("error"))
+    log.info("%s %s %s: %d jobs, %d failed", model, scenario, shard, len(rows), failed)
+    return write_table(rows, out, MANIFEST)

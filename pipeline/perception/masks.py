@@ -1,0 +1,81 @@
+"""Stage "masks": person masks of one shard (``from_pose`` reuses the pose stage's mediapipe pass,
+``groundtruth`` reads the world's, ``mediapipe`` segments on its own, ``from_video`` thresholds a
+silhouette video). The backends live in :mod:`.segmentation`, the frame flags in :mod:`.person`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.contracts import unpack_masks
+from pipeline.perception.person import flag_frames
+from pipeline.perception.segmentation import (
+    MaskResult,
+    make_segmentation_backend,
+    mask_fields,
+    masks_from_store,
+)
+
+
+def run_masks_stage(
+    rows: list[dict],
+    *,
+    backend: str,
+    store: str,
+    status: str,
+    min_valid_frames: int,
+    pose_store: str | None = None,
+    pose_status: str | None = None,
+    threshold: float = 0.5,
+    mediapipe: Mapping[str, Any] | None = None,
+) -> list[dict]:
+    """Person masks for every row: ``from_pose`` reuses the masks of the pose stage's mediapipe pass,
+    ``groundtruth`` reads the world's, ``mediapipe`` runs the segmenter on its own, ``from_video``
+    thresholds a silhouette video (generated silhouettes)."""
+    from pipeline.contracts import read_frame_store
+    from pipeline.io.sequences import frame_size, groundtruth, load_rgb
+    from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
+
+    skip: dict[str, str] = {}
+    poses = None
+    if backend == "from_pose":
+        if not pose_store or not pose_status:
+            raise ValueError("the from_pose mask backend needs the pose stage's store and status")
+        poses = read_frame_store(pose_store)
+        if "mask" not in poses.arrays:
+            raise ValueError(f"{pose_store} holds no masks: run the pose stage with mediapipe and keep_masks")
+        skip = upstream_errors([pose_status])
+    segmenter = None
+    if backend == "mediapipe":
+        segmenter = make_segmentation_backend(
+            "mediapipe", threshold=threshold, follow=bool((mediapipe or {}).get("follow_main_walker", True))
+        )
+    elif backend == "from_video":
+        segmenter = make_segmentation_backend("from_video", threshold=threshold)
+
+    def process(row: dict) -> StageOutput:
+        if backend == "from_pose":
+            if row["sequence_id"] not in poses:
+                raise SkipSequence("pose stage stored no masks for this sequence")
+            result = masks_from_store(poses, row["sequence_id"], frame_size(row)[1])
+        elif backend == "groundtruth":
+            result = MaskResult.from_masks(unpack_masks(groundtruth(row, "mask"), frame_size(row)[1]))
+        else:
+            result = segmenter.segment(load_rgb(row))
+        return StageOutput(mask_fields(result), flag_frames(result).valid)
+
+    try:
+        return run_shard(
+            stage="masks",
+            backend=backend,
+            rows=rows,
+            process=process,
+            store_path=store,
+            status_path=status,
+            min_valid_frames=min_valid_frames,
+            skip=skip,
+        )
+    finally:
+        if segmenter is not None:
+            segmenter.close()

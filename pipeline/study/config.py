@@ -1,0 +1,22 @@
+"""The study's configuration: the schema and cross-references (:mod:`pipeline.config`) plus each
+package's check of its own section. The workflow (``rules/common.smk``) and the CLI validate through
+:func:`validate_study`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import load_config, validate_config
+from pipeline.gaitcrafter.config import check_gaitcrafter
+
+SECTION_CHECKS = (check_gaitcrafter,)
+
+
+def validate_study(config: dict) -> dict:
+    """Validate ``config`` in place (filling defaults) with every section check; return it."""
+    return validate_config(config, SECTION_CHECKS)
+
+
+def load_study(path: str | Path) -> dict:
+    """Read, validate and return a study configuration file."""
+    return load_config(path, SECTION_CHECKS)
