@@ -117,6 +117,25 @@ def test_cadence_error_zero_for_identical_and_known_for_time_scaled():
     assert faster.details["real"] == pytest.approx(110.0, abs=1.0)
 
 
+def test_cadence_error_is_paired_noise_floor_near_zero_and_a_tempo_change_is_found():
+    """The oracle case: the same short walk perceived twice (independent keypoint noise) reads ≈ 0,
+    while a 10 % faster walk with the same noise reads ≈ +11 steps/min (10 % of 110)."""
+    rng = np.random.default_rng(0)
+
+    def noisy(keypoints: np.ndarray) -> np.ndarray:
+        out = keypoints.copy()
+        out[..., :2] += rng.normal(0.0, 2.0, out[..., :2].shape)
+        return out
+
+    real = walker(n=40)  # 1.6 s: about 1.5 strides, like the world's short clips
+    same = [cadence_error(noisy(real), noisy(real), 25.0) for _ in range(20)]
+    faster = [cadence_error(noisy(real), noisy(walker(n=40, time_scale=1.1)), 25.0) for _ in range(20)]
+    assert np.mean([abs(d.value) for d in same]) < 0.5
+    assert max(abs(d.value) for d in same) < 1.5
+    assert np.mean([d.value for d in faster]) == pytest.approx(11.0, abs=1.0)
+    assert all(d.details["tempo_ratio"] == pytest.approx(1.1, abs=0.02) for d in faster)
+
+
 def test_cadence_uses_each_videos_frame_rate():
     real = walker(fps=25.0)
     gen_30fps = walker(n=180, fps=30.0)  # same walk, other frame rate
