@@ -126,3 +126,18 @@ def test_no_workflow_file_is_oversized():
     files = [ROOT / "workflow" / "Snakefile", *(ROOT / "workflow" / "rules").rglob("*.smk")]
     long = {f.name: n for f in files if (n := len(f.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def test_importing_the_package_pins_the_kernels_unless_the_user_chose():
+    """A fresh process that imports pipeline runs torch with the AVX2 pin; a user's setting wins."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, pipeline; print(os.environ['ONEDNN_MAX_CPU_ISA'], os.environ['MKL_CBWR'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "MKL_CBWR")}
+    pinned = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert pinned.stdout.split() == ["AVX2", "AVX2"]
+    chosen = subprocess.run([sys.executable, "-c", code], env={**env, "ONEDNN_MAX_CPU_ISA": "ALL"},
+                            capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert chosen.stdout.split() == ["ALL", "AVX2"]
