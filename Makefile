@@ -21,8 +21,12 @@ $(BIN)/.installed: pyproject.toml Makefile
 
 install: $(BIN)/.installed
 
+# After a crash (kill -9, OOM, power loss) the same command finishes the study: unlock-stale removes
+# the dead run's locks (refusing while any process of a run still works here) and --rerun-incomplete
+# re-runs exactly the interrupted jobs.
 demo: install
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-triggers mtime params input code
+	$(BIN)/python -m pipeline.cli unlock-stale
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-triggers mtime params input code --rerun-incomplete
 
 test: install
 	$(BIN)/python -m pytest -q tests

@@ -239,6 +239,20 @@ def _spec_command(args: argparse.Namespace) -> None:
     getattr(importlib.import_module(module), function)(**args.spec)
 
 
+def _unlock_stale(args: argparse.Namespace) -> None:
+    from pipeline.runs import RunStillAlive, clear_stale_locks
+
+    try:
+        removed = clear_stale_locks(args.directory)
+    except RunStillAlive as err:
+        raise SystemExit(f"error: {err}") from None
+    if removed:
+        print(
+            f"A previous run in {args.directory} stopped without cleaning up (killed?): removed its "
+            f"{len(removed)} lock(s); the interrupted jobs run again (--rerun-incomplete)."
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gaitfid", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -313,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, _, help_text) in SPEC_COMMANDS.items():
         p = command(name, _spec_command, help_text)
         p.add_argument("--spec", type=_spec, required=True, help="keyword arguments as a JSON object")
+
+    p = command("unlock-stale", _unlock_stale, "remove a killed run's Snakemake locks (none if a run is alive)")
+    p.add_argument("--directory", default=".", help="the workflow's working directory")
 
     p = command("index", _index, "index a dataset on disk into the manifest")
     p.add_argument(

@@ -14,7 +14,7 @@ PACKAGE = ROOT / "pipeline"
 # GaitCrafter is a model package used by generation (its sampler); its experiment stage
 # (gaitcrafter/stage.py: quality, novelty, augmentation with a recogniser) sits at the evaluation level.
 LAYERS = {
-    "pipeline.contracts": 0, "pipeline.runner": 0, "pipeline.config": 0, "pipeline.skeleton": 0,
+    "pipeline.contracts": 0, "pipeline.runner": 0, "pipeline.config": 0, "pipeline.skeleton": 0, "pipeline.runs": 0,
     "pipeline.io": 1,
     "pipeline.world": 2, "pipeline.datasets": 2,
     "pipeline.perception": 3, "pipeline.recognisers": 3,

@@ -292,3 +292,55 @@ def test_tiny_gaitcrafter(tiny_run):
     assert all(r["error"] is None and r["ssim"] is None and "not applicable" in r["notes"] for r in visual)
     html = (tiny_run / "results/report/report.html").read_text()
     assert 'id="gaitcrafter"' in html and "Augmentation experiment" in html
+
+
+def test_a_killed_run_resumes_to_the_same_tables(tiny_run, tmp_path):
+    """kill -9 of the whole run (Snakemake and its jobs) in the middle of recogniser training; then what
+    `make demo` does (unlock-stale, --rerun-incomplete) finishes the study with the uninterrupted run's
+    tables, bit for bit (which is also the same-seed repeat-run check)."""
+    import signal
+    import time
+
+    workdir = tmp_path / "killed"
+    workdir.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(ROOT / ".test" / "config.yaml"),
+               "--cores", "2", "-q"]  # fmt: skip
+    run = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 600
+    training = workdir / "logs" / "train_recogniser"
+    while time.monotonic() < deadline and run.poll() is None and not training.exists():
+        time.sleep(0.5)
+    assert run.poll() is None, "the run ended before it could be killed"
+    time.sleep(2)  # well inside a training job
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    locked = snakemake(workdir, "-n")
+    assert locked.returncode != 0 and "lock" in (locked.stdout + locked.stderr).lower()
+
+    unlock = subprocess.run([sys.executable, "-m", "pipeline.cli", "unlock-stale", "--directory", str(workdir)],
+                            capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+    assert unlock.returncode == 0 and "removed its" in unlock.stdout
+    resumed = snakemake(workdir, "-q", "--rerun-incomplete")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for table in sorted((tiny_run / "results" / "aggregate").glob("*.parquet")):
+        again = pl.read_parquet(workdir / "results" / "aggregate" / table.name)
+        assert again.equals(pl.read_parquet(table)), table.name
+
+
+def test_unlock_stale_refuses_while_a_run_is_alive(tmp_path):
+    from pipeline.runs import RunStillAlive, clear_stale_locks
+
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x")
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)  # pipeline.cli"], cwd=tmp_path)
+    try:
+        with pytest.raises(RunStillAlive, match=f"pid {alive.pid}"):
+            clear_stale_locks(tmp_path)
+        assert (locks / "0.input.lock").exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    assert clear_stale_locks(tmp_path) == [locks / "0.input.lock"] and not any(locks.iterdir())
