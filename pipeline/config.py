@@ -45,12 +45,27 @@ def key_path(error: jsonschema.ValidationError) -> str:
     return "/".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
+NO_DATASETS = (
+    "no datasets configured: add your datasets under `datasets` in config/config.yaml, or pass your study "
+    "with --configfile (see config/README.md); the demo study on the synthetic world is config/demo.yaml "
+    "(make demo)"
+)
+
+
+def require_datasets(config: dict) -> None:
+    """A study names at least one dataset. The workflow's default config file (config/config.yaml) has
+    none, so that a user's --configfile, which Snakemake merges into it, plans only the user's datasets."""
+    if not isinstance(config, dict) or not config.get("datasets"):
+        raise ConfigError(NO_DATASETS)
+
+
 def validate_config(config: dict, checks: Sequence[Callable[[dict], None]] = ()) -> dict:
     """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`.
 
     ``checks`` are the owning packages' checks of their own sections (run after the schema and the
     cross-references; :func:`pipeline.study.config.validate_study` passes them all), so this module
     imports no stage."""
+    require_datasets(config)
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     # Two passes: defaults are filled while validating, and nested defaults may enable further checks.

@@ -14,10 +14,13 @@ REPO = Path(workflow.basedir).parent
 # package from this checkout even inside a per-rule conda env where it is not pip-installed.
 sys.path.insert(0, str(REPO))
 
+from pipeline.config import require_datasets  # noqa: E402
 from pipeline.study.config import validate_study  # noqa: E402
 from pipeline.contracts import shard_names  # noqa: E402
 from pipeline.gaitcrafter import NO_POSE_REASON, SILHOUETTE_GENERATORS  # noqa: E402
 
+# config/config.yaml (the Snakefile's configfile, merged with any --configfile) holds no dataset.
+require_datasets(config)
 validate(config, schema="../schemas/config.schema.yaml")
 validate_study(config)  # fills nested defaults and checks cross-references (names the key on error)
 
