@@ -35,6 +35,8 @@ SCENARIOS = {s["name"]: s for s in SWEEP["scenarios"]}
 GEN_SHARDS = shard_names(SWEEP["shards"])
 RECOGNISERS = config["recognisers"]
 REC_NAMES = RECOGNISERS["names"]
+# dataset → the dataset whose trained recognisers score it (recognisers.train_on; validated: no chains)
+TRAIN_ON = RECOGNISERS["train_on"]
 METRICS = config["metrics"]
 GAITCRAFTER = config["gaitcrafter"]
 GC_DATASETS = list(GAITCRAFTER["datasets"])
@@ -153,9 +155,15 @@ def rec_settings(name):
     return RECOGNISERS["settings"].get(name) or {}
 
 
+def trainer_of(dataset):
+    """The dataset whose train split trains the recognisers that score ``dataset`` (recognisers.train_on)."""
+    return TRAIN_ON.get(dataset, dataset)
+
+
 def checkpoint_of(dataset, name):
-    """A configured checkpoint (e.g. OpenGait's official weights), else the one trained here."""
-    return rec_settings(name).get("checkpoint") or f"results/recognisers/{dataset}/{name}/model.pt"
+    """A configured checkpoint (e.g. OpenGait's official weights), else the one trained here: on the
+    dataset's own train split, or on the dataset that recognisers.train_on names for it."""
+    return rec_settings(name).get("checkpoint") or f"results/recognisers/{trainer_of(dataset)}/{name}/model.pt"
 
 
 def protocol_of(dataset):
