@@ -1,9 +1,12 @@
-# Two entry points: `make demo` (the whole study on the embedded synthetic world) and `make test`.
+# Two entry points: `make demo` (the whole study on the embedded synthetic world, config/demo.yaml) and
+# `make test`. Your own study: config/config.yaml (see README.md).
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 export PATH := $(abspath $(BIN)):$(PATH)
+# The demo study replaces (not extends) config/config.yaml, which holds your study.
+DEMO := --configfile config/demo.yaml --replace-workflow-config
 
 .PHONY: demo test install lint dryrun clean bench
 
@@ -26,17 +29,17 @@ install: $(BIN)/.installed
 # re-runs exactly the interrupted jobs.
 demo: install
 	$(BIN)/python -m pipeline.cli unlock-stale
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-triggers mtime params input code --rerun-incomplete
+	$(BIN)/snakemake --cores $(CORES) $(DEMO) --rerun-triggers mtime params input code --rerun-incomplete
 
 test: install
 	$(BIN)/python -m pytest -q tests
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/snakemake --lint --cores 1
+	$(BIN)/snakemake --lint --cores 1 $(DEMO)
 
 dryrun: install
-	$(BIN)/snakemake -n --cores $(CORES)
+	$(BIN)/snakemake -n --cores $(CORES) $(DEMO)
 
 bench: install
 	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -63,7 +63,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("recogniser", nargs="?", default="deepgaitv2")
-    parser.add_argument("--config", default=str(ROOT / "config/config.yaml"))
+    parser.add_argument("--config", default=str(ROOT / "config/demo.yaml"))
     parser.add_argument("--skeletons", choices=("perception", "groundtruth"), default="perception")
     parser.add_argument("--set", default="{}", help="JSON of training keys to override")
     parser.add_argument("--model", default=None, help="JSON of model options replacing the config's")

@@ -45,12 +45,27 @@ def key_path(error: jsonschema.ValidationError) -> str:
     return "/".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
+NO_DATASETS = (
+    "no datasets configured: add your datasets under `datasets` in config/config.yaml, or pass your study "
+    "with --configfile (see config/README.md); the demo study on the synthetic world is config/demo.yaml "
+    "(make demo)"
+)
+
+
+def require_datasets(config: dict) -> None:
+    """A study names at least one dataset. The workflow's default config file (config/config.yaml) has
+    none, so that a user's --configfile, which Snakemake merges into it, plans only the user's datasets."""
+    if not isinstance(config, dict) or not config.get("datasets"):
+        raise ConfigError(NO_DATASETS)
+
+
 def validate_config(config: dict, checks: Sequence[Callable[[dict], None]] = ()) -> dict:
     """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`.
 
     ``checks`` are the owning packages' checks of their own sections (run after the schema and the
     cross-references; :func:`pipeline.study.config.validate_study` passes them all), so this module
     imports no stage."""
+    require_datasets(config)
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     # Two passes: defaults are filled while validating, and nested defaults may enable further checks.
@@ -67,6 +82,7 @@ def validate_config(config: dict, checks: Sequence[Callable[[dict], None]] = ())
 
 def check_references(config: dict) -> None:
     """Cross-key rules a JSON schema cannot express."""
+    check_train_on(config)
     worlds = config.get("worlds", {})
     for name, dataset in config["datasets"].items():
         if dataset["kind"] == "world" and dataset["world"] not in worlds:
@@ -84,6 +100,30 @@ def check_references(config: dict) -> None:
             raise ConfigError(f"worlds/{name}/gallery_conditions: unknown conditions {unknown}")
         if world["motion_source"] == "mixed" and world["mocap_identities"] > world["identities"]:
             raise ConfigError(f"worlds/{name}/mocap_identities exceeds identities")
+
+
+def check_train_on(config: dict) -> None:
+    """``recognisers.train_on``: each entry maps a dataset of the study to another dataset of the study
+    that trains its own recognisers (no self-reference, no chain: the trainer is not itself scored by
+    another dataset's recognisers)."""
+    train_on = config.get("recognisers", {}).get("train_on", {})
+    datasets = config["datasets"]
+    for scored, trainer in train_on.items():
+        where = f"recognisers/train_on/{scored}"
+        if scored not in datasets:
+            raise ConfigError(f"{where}: '{scored}' is not a dataset of the study (datasets: {sorted(datasets)})")
+        if trainer not in datasets:
+            raise ConfigError(f"{where}: '{trainer}' is not a dataset of the study (datasets: {sorted(datasets)})")
+        if trainer == scored:
+            raise ConfigError(
+                f"{where}: a dataset cannot be scored with its own recognisers through train_on; leave it out to "
+                "train on its own train split"
+            )
+        if trainer in train_on:
+            raise ConfigError(
+                f"{where}: '{trainer}' is itself scored with the recognisers of '{train_on[trainer]}' (a chain); "
+                f"name the dataset that trains them: {scored}: {train_on[trainer]}"
+            )
 
 
 def load_config(path: str | Path, checks: Sequence[Callable[[dict], None]] = ()) -> dict:

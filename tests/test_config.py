@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_config() -> dict:
-    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    return yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["config/config.yaml", ".test/config.yaml"])
+@pytest.mark.parametrize("path", ["config/demo.yaml", ".test/config.yaml"])
 def test_shipped_configs_validate(path):
     config = load_config(ROOT / path)
     assert config["datasets"]

@@ -541,7 +541,7 @@ def test_report_gaitcrafter_section_and_skipped_recognisers(tmp_path: Path) -> N
 def _config(**gaitcrafter) -> dict:
     import yaml
 
-    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "config" / "demo.yaml").read_text())
     config["gaitcrafter"] = {**config["gaitcrafter"], **gaitcrafter}
     return config
 

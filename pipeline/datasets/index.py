@@ -24,10 +24,13 @@ WORLD_SHEET_COLUMNS = ("path", "subject", "condition", "view", "split", "role", 
 
 
 def index_external(spec: dict, out: str | Path) -> Path:
-    """Index a real dataset described by its config entry (``kind``, ``root``, ...)."""
-    from pipeline.datasets import index_dataset
+    """Index a real dataset described by its config entry (``kind``, ``root``, ...).
 
-    options = {k: v for k, v in spec.items() if k not in {"name", "kind", "root"}}
+    The entry is the whole ``datasets.<name>`` mapping with schema defaults; the adapter gets only the keys
+    of its own signature (:func:`pipeline.datasets.adapter_options`)."""
+    from pipeline.datasets import adapter_options, index_dataset
+
+    options = adapter_options(spec["kind"], spec)  # only the adapter's own keys (no workflow keys)
     table = index_dataset(spec["kind"], spec["root"], dataset=spec["name"], **options)
     _log_summary(table)
     return write_table(table, out, MANIFEST)

@@ -353,7 +353,9 @@ def train(
     if len(dataset.labels) < 2 or len(dataset) < 2:
         raise ValueError(
             f"training needs at least 2 identities (the triplet loss needs negatives); the dataset has "
-            f"{len(dataset.labels)} identities in {len(dataset)} usable sequences ({len(dataset.skipped)} skipped)"
+            f"{len(dataset.labels)} identities in {len(dataset)} usable sequences ({len(dataset.skipped)} skipped); "
+            "a dataset without a train split is scored with another dataset's recognisers "
+            "(recognisers.train_on: {this: other}) or a checkpoint (recognisers.settings.<name>.checkpoint)"
         )
     torch.manual_seed(config.seed)
     model = build(config.recogniser, class_num=len(dataset.labels), **dict(config.model_options))

@@ -840,6 +840,11 @@ def parse_notes(text: str | None) -> list[str]:
     return [] if value is None else [str(value)]
 
 
+def trained_on_note(trainer: str) -> str:
+    """The note of a dataset scored with the recognisers trained on ``trainer`` (the report shows it)."""
+    return f"trained on {trainer} (recognisers.train_on): its real and generated probes are scored with {trainer}'s recognisers"
+
+
 MAX_NOTES = 12  # distinct notes kept per (section, dataset, model); the rest are counted in one line
 
 
@@ -849,12 +854,15 @@ def notes_table(
     *,
     table_notes: Mapping[str, Sequence[str]] | None = None,
     recogniser_notes: Mapping[str, str] | None = None,
+    trained_on: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """Distinct notes with their counts (``aggregate_notes`` contract).
 
     Sections: ``visual`` / ``diagnostics`` (the rows' notes JSON, plus how many usable rows have each
     metric null), ``recognisers`` (set-up notes given by the caller, e.g. a randomly initialised small
-    backbone) and one section per aggregated table (why it is empty, what it leaves out).
+    backbone; with ``trained_on``, one row per dataset scored with another dataset's recognisers, its
+    ``dataset`` set: ``trained on <dataset> (recognisers.train_on)``) and one section per aggregated table
+    (why it is empty, what it leaves out).
     """
     rows: list[dict[str, Any]] = []
     for section, df, metrics in (("visual", visual, VISUAL), ("diagnostics", diagnostics, DIAGNOSTICS)):
@@ -897,6 +905,16 @@ def notes_table(
                 "dataset": None,
                 "model": None,
                 "note": f"{recogniser}: {note}",
+                "count": 1,
+            }
+        )
+    for dataset, trainer in sorted((trained_on or {}).items()):
+        rows.append(
+            {
+                "section": "recognisers",
+                "dataset": dataset,
+                "model": None,
+                "note": trained_on_note(trainer),
                 "count": 1,
             }
         )
@@ -954,6 +972,7 @@ def aggregate(
     seed: int = 0,
     controls: Sequence[str] = CONTROLS,
     recogniser_notes: Mapping[str, str] | None = None,
+    trained_on: Mapping[str, str] | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Every output table (keyed like :data:`OUTPUTS`) from the four input tables."""
     visual = check_visual(visual) if not visual.is_empty() else visual
@@ -985,6 +1004,7 @@ def aggregate(
         diagnostics,
         table_notes={k: r.notes for k, r in results.items() if r.notes},
         recogniser_notes=recogniser_notes,
+        trained_on=trained_on,
     )
     tables["videos"] = videos_table(visual, diagnostics)
     tables["probes"] = _sorted(video_biometrics(probes), "job_id", "recogniser")
@@ -1002,15 +1022,17 @@ def run_aggregate(
     seed: int = 0,
     controls: Sequence[str] = CONTROLS,
     recogniser_notes: Mapping[str, str] | None = None,
+    trained_on: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Read the inputs (each a Parquet path or a list of them, concatenated; None = absent), aggregate
-    and write every table of :data:`OUTPUTS` as Parquet and CSV into ``out_dir``. Returns the paths."""
+    and write every table of :data:`OUTPUTS` as Parquet and CSV into ``out_dir``. Returns the paths.
+    ``trained_on`` maps a dataset to the dataset whose recognisers scored it (``recognisers.train_on``)."""
     tables = aggregate(
         load_inputs(visual, VISUAL_METRICS),
         load_inputs(diagnostics, DIAGNOSTICS_INPUT),
         load_inputs(probes, PROBE_RESULTS),
         load_inputs(real, REAL_RETRIEVAL),
-        n_boot=n_boot, seed=seed, controls=controls, recogniser_notes=recogniser_notes,
+        n_boot=n_boot, seed=seed, controls=controls, recogniser_notes=recogniser_notes, trained_on=trained_on,
     )  # fmt: skip
     written = write_outputs(tables, out_dir)
     failed = tables["failures"].get_column("n_failed").sum() if not tables["failures"].is_empty() else 0

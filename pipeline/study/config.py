@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import load_config, validate_config
+from pipeline.datasets import check_datasets
 from pipeline.gaitcrafter.config import check_gaitcrafter
 
-SECTION_CHECKS = (check_gaitcrafter,)
+SECTION_CHECKS = (check_datasets, check_gaitcrafter)
 
 
 def validate_study(config: dict) -> dict:

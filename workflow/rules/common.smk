@@ -14,10 +14,13 @@ REPO = Path(workflow.basedir).parent
 # package from this checkout even inside a per-rule conda env where it is not pip-installed.
 sys.path.insert(0, str(REPO))
 
+from pipeline.config import require_datasets  # noqa: E402
 from pipeline.study.config import validate_study  # noqa: E402
 from pipeline.contracts import shard_names  # noqa: E402
 from pipeline.gaitcrafter import NO_POSE_REASON, SILHOUETTE_GENERATORS  # noqa: E402
 
+# config/config.yaml (the Snakefile's configfile, merged with any --configfile) holds no dataset.
+require_datasets(config)
 validate(config, schema="../schemas/config.schema.yaml")
 validate_study(config)  # fills nested defaults and checks cross-references (names the key on error)
 
@@ -32,6 +35,8 @@ SCENARIOS = {s["name"]: s for s in SWEEP["scenarios"]}
 GEN_SHARDS = shard_names(SWEEP["shards"])
 RECOGNISERS = config["recognisers"]
 REC_NAMES = RECOGNISERS["names"]
+# dataset → the dataset whose trained recognisers score it (recognisers.train_on; validated: no chains)
+TRAIN_ON = RECOGNISERS["train_on"]
 METRICS = config["metrics"]
 GAITCRAFTER = config["gaitcrafter"]
 GC_DATASETS = list(GAITCRAFTER["datasets"])
@@ -150,9 +155,15 @@ def rec_settings(name):
     return RECOGNISERS["settings"].get(name) or {}
 
 
+def trainer_of(dataset):
+    """The dataset whose train split trains the recognisers that score ``dataset`` (recognisers.train_on)."""
+    return TRAIN_ON.get(dataset, dataset)
+
+
 def checkpoint_of(dataset, name):
-    """A configured checkpoint (e.g. OpenGait's official weights), else the one trained here."""
-    return rec_settings(name).get("checkpoint") or f"results/recognisers/{dataset}/{name}/model.pt"
+    """A configured checkpoint (e.g. OpenGait's official weights), else the one trained here: on the
+    dataset's own train split, or on the dataset that recognisers.train_on names for it."""
+    return rec_settings(name).get("checkpoint") or f"results/recognisers/{trainer_of(dataset)}/{name}/model.pt"
 
 
 def protocol_of(dataset):

@@ -1,5 +1,6 @@
 # Stage "recognisers": train each gait recogniser on a dataset's train split
-# (pipeline/recognisers/train.py). Skipped for recognisers given an official checkpoint in the config.
+# (pipeline/recognisers/train.py). Skipped for recognisers given an official checkpoint in the config,
+# and for datasets scored with another dataset's recognisers (recognisers.train_on).
 # Input functions: rules/inputs/evaluation.smk.
 
 
@@ -15,7 +16,8 @@ rule train_recogniser:
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
-        dataset=r"[^/]+",
+        # no recogniser is trained on a dataset scored with another dataset's (recognisers.train_on)
+        dataset=alternation(sorted(set(DATASETS) - set(TRAIN_ON))),
         recogniser="|".join(re.escape(name) for name in REC_NAMES) or "(?!x)x",
     threads: RECOGNISERS["threads"]
     resources:

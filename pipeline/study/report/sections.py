@@ -337,6 +337,15 @@ def real_section(t: Tables, plots: Plots) -> str:
         [*[esc(k) for k in key], *[fmt(by.get(m, {}).get("value"), PERCENT_DECIMALS) for m in metrics]]
         for key, by in wide_rows(real, keys, "metric")
     ]
-    return "<p>Real probes against the same gallery, no generation (percent).</p>" + html_table(
-        [*keys, *metrics], rows, [False] * 4 + [True] * len(metrics)
+    notes = t["notes"]
+    borrowed = (
+        notes.filter((pl.col("section") == "recognisers") & pl.col("dataset").is_not_null())
+        if not notes.is_empty()
+        else notes
+    )
+    across = "".join(f"<li>{esc(r['dataset'])}: {esc(r['note'])}</li>" for r in borrowed.iter_rows(named=True))
+    return (
+        "<p>Real probes against the same gallery, no generation (percent).</p>"
+        + html_table([*keys, *metrics], rows, [False] * 4 + [True] * len(metrics))
+        + (f"<p>Datasets scored with another dataset's recognisers:</p><ul>{across}</ul>" if across else "")
     )

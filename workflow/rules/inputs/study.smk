@@ -35,6 +35,9 @@ def recogniser_notes():
             notes[name] = f"loaded from {settings['checkpoint']}"
         else:
             notes[name] = f"trained here on each dataset's train split ({json.dumps(settings.get('model_options', {}))})"
+            if TRAIN_ON:
+                scored = ", ".join(f"{d}: trained on {t}" for d, t in sorted(TRAIN_ON.items()))
+                notes[name] += f"; datasets scored with another dataset's (recognisers.train_on): {scored}"
         if name == "biggait" and not settings.get("model_options", {}).get("dinov2_path"):
             notes[name] += "; its DINOv2 is a small randomly initialised ViT trained with it, not the pretrained ViT-S/14"
     return notes
@@ -43,7 +46,13 @@ def recogniser_notes():
 def get_aggregate_spec(wildcards):
     inputs = get_aggregate_inputs(wildcards)
     return json.dumps(
-        {"out_dir": "results/aggregate", **{k: v or None for k, v in inputs.items()}, "recogniser_notes": recogniser_notes()},
+        {
+            "out_dir": "results/aggregate",
+            **{k: v or None for k, v in inputs.items()},
+            "recogniser_notes": recogniser_notes(),
+            # datasets scored with another dataset's trained recognisers (those with a checkpoint use it)
+            "trained_on": dict(TRAIN_ON) if any(not rec_settings(n).get("checkpoint") for n in REC_NAMES) else {},
+        },
         sort_keys=True,
     )
 
