@@ -316,8 +316,7 @@ def test_a_killed_run_resumes_to_the_same_tables(tiny_run, tmp_path):
     time.sleep(2)  # well inside a training job
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    locked = snakemake(workdir, "-n")
-    assert locked.returncode != 0 and "lock" in (locked.stdout + locked.stderr).lower()
+    assert any((workdir / ".snakemake" / "locks").glob("*.lock")), "the killed run left no lock"
 
     unlock = subprocess.run([sys.executable, "-m", "pipeline.cli", "unlock-stale", "--directory", str(workdir)],
                             capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
