@@ -407,12 +407,14 @@ def read_frame_store(path: str | os.PathLike, fields: Iterable[str] | None = Non
             stored = {n for n in names - {"offsets", "sequence_ids"} if not n.startswith("shape:")}
             wanted = sorted(stored) if fields is None else list(fields)
             missing = [f for f in wanted if f not in names]
-            if missing:
+            if missing and len(data["sequence_ids"]):
                 raise ContractError(f"{path}: frame store lacks fields {missing}")
+            # A store of no sequence (an empty shard, or every sequence failed) has no fields: any
+            # field asked for is empty, so readers need no special case.
             store = FrameStore(
                 [str(s) for s in data["sequence_ids"]],
                 data["offsets"],
-                {f: data[f] for f in wanted},
+                {f: data[f] if f in names else np.zeros((0,)) for f in wanted},
                 {f: data[f"shape:{f}"] for f in wanted if f"shape:{f}" in names},
             )
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
