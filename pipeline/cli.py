@@ -162,9 +162,17 @@ def train_recogniser(*, manifest: str, perception_root: str, out_dir: str, confi
     import shutil
 
     from pipeline.contracts import atomic_path
+    from pipeline.recognisers.checkpoints import RecogniserUnavailable, save_unavailable
     from pipeline.recognisers.train import run_train_stage
 
-    result = run_train_stage(manifest=manifest, perception_root=perception_root, out=out_dir, config=config)
+    try:
+        result = run_train_stage(manifest=manifest, perception_root=perception_root, out=out_dir, config=config)
+    except RecogniserUnavailable as err:
+        # Not a crash: the model file records why, and embeddings, tables and the report show it.
+        reason = f"{config['recogniser']} not trained on this dataset: {err}"
+        print(f"WARNING: {reason}", file=sys.stderr)
+        save_unavailable(model, str(config["recogniser"]), reason)
+        return
     final, tmp = atomic_path(model)
     shutil.copyfile(result.checkpoint, tmp)
     os.replace(tmp, final)

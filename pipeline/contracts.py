@@ -279,12 +279,26 @@ class FrameStore:
     ``sequence_ids``. Per-sequence scalars or fixed-size arrays that are not per frame go in fields
     named ``seq:<name>`` with one leading entry per sequence. Boolean masks should be bit-packed by the
     writer (:func:`pack_masks`) to keep shards small.
+
+    A shard may hold sequences of different frame sizes (a portrait and a landscape video): a field
+    whose per-frame shape differs between sequences is *ragged* and stored flat (the concatenation of
+    each sequence's raveled array) with ``shape:<field>`` ([n_seq, ndim] int64, frames first) beside
+    it; :meth:`get` returns every sequence in its own shape either way.
     """
 
-    def __init__(self, sequence_ids: list[str], offsets: np.ndarray, arrays: dict[str, np.ndarray]):
+    def __init__(
+        self,
+        sequence_ids: list[str],
+        offsets: np.ndarray,
+        arrays: dict[str, np.ndarray],
+        shapes: Mapping[str, np.ndarray] | None = None,
+    ):
         self.sequence_ids = list(sequence_ids)
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.arrays = arrays
+        # ragged fields: field → int64 [n_seq, ndim], each sequence's full shape (frames first)
+        self.shapes = {f: np.asarray(v, dtype=np.int64) for f, v in (shapes or {}).items()}
+        self._elements: dict[str, np.ndarray] = {}
         self._position = {sid: i for i, sid in enumerate(self.sequence_ids)}
 
     @property
@@ -302,7 +316,32 @@ class FrameStore:
         i = self._position[sequence_id]
         if field.startswith("seq:"):
             return self.arrays[field][i]
+        shapes = self.shapes.get(field)
+        if shapes is not None:  # ragged: the field is the flat concatenation of each sequence's array
+            starts = self._element_offsets(field)
+            return self.arrays[field][starts[i] : starts[i + 1]].reshape(tuple(int(n) for n in shapes[i]))
         return self.arrays[field][self.offsets[i] : self.offsets[i + 1]]
+
+    def shape(self, sequence_id: str, field: str) -> tuple[int, ...]:
+        """The shape of one sequence's array of ``field`` (per-frame fields: frames first)."""
+        if sequence_id not in self._position:
+            raise KeyError(f"sequence '{sequence_id}' is not in this frame store")
+        i = self._position[sequence_id]
+        shapes = self.shapes.get(field)
+        if shapes is not None:
+            return tuple(int(n) for n in shapes[i])
+        if field not in self.arrays:
+            raise KeyError(f"field '{field}' not in frame store (has {self.fields})")
+        if field.startswith("seq:"):
+            return tuple(self.arrays[field].shape[1:])
+        return (self.frame_count(sequence_id), *self.arrays[field].shape[1:])
+
+    def _element_offsets(self, field: str) -> np.ndarray:
+        cached = self._elements.get(field)
+        if cached is None:
+            sizes = np.prod(self.shapes[field], axis=1, dtype=np.int64) if len(self.shapes[field]) else np.zeros(0)
+            cached = self._elements[field] = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return cached
 
     def frame_count(self, sequence_id: str) -> int:
         i = self._position[sequence_id]
@@ -333,7 +372,15 @@ def write_frame_store(
     for f in fields:
         parts = [np.asarray(per_sequence[sid][f]) for sid in sequence_ids]
         if f.startswith("seq:"):
+            if len({p.shape for p in parts}) > 1:
+                raise ContractError(f"frame store: per-sequence field '{f}' has different shapes {sorted({p.shape for p in parts})}")
             payload[f] = np.stack(parts) if parts else np.zeros((0,))
+        elif len({p.shape[1:] for p in parts}) > 1 or len({p.ndim for p in parts}) > 1:
+            # ragged: sequences of different frame sizes in one shard (one file per shard still)
+            if len({p.ndim for p in parts}) > 1:
+                raise ContractError(f"frame store: field '{f}' has arrays of different ranks {[p.ndim for p in parts]}")
+            payload[f] = np.concatenate([p.ravel() for p in parts])
+            payload[f"shape:{f}"] = np.array([p.shape for p in parts], dtype=np.int64)
         else:
             payload[f] = np.concatenate(parts) if parts else np.zeros((0,))
     final, tmp = atomic_path(path)
@@ -357,19 +404,33 @@ def read_frame_store(path: str | os.PathLike, fields: Iterable[str] | None = Non
             names = set(data.files)
             if not {"offsets", "sequence_ids"} <= names:
                 raise ContractError(f"{path}: not a frame store (no offsets/sequence_ids)")
-            wanted = sorted(names - {"offsets", "sequence_ids"}) if fields is None else list(fields)
+            stored = {n for n in names - {"offsets", "sequence_ids"} if not n.startswith("shape:")}
+            wanted = sorted(stored) if fields is None else list(fields)
             missing = [f for f in wanted if f not in names]
-            if missing:
+            if missing and len(data["sequence_ids"]):
                 raise ContractError(f"{path}: frame store lacks fields {missing}")
+            # A store of no sequence (an empty shard, or every sequence failed) has no fields: any
+            # field asked for is empty, so readers need no special case.
             store = FrameStore(
-                [str(s) for s in data["sequence_ids"]], data["offsets"], {f: data[f] for f in wanted}
+                [str(s) for s in data["sequence_ids"]],
+                data["offsets"],
+                {f: data[f] if f in names else np.zeros((0,)) for f in wanted},
+                {f: data[f"shape:{f}"] for f in wanted if f"shape:{f}" in names},
             )
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         if isinstance(err, ContractError):
             raise
         raise ContractError(f"{path}: unreadable frame store ({err})") from err
     total = int(store.offsets[-1]) if len(store.offsets) else 0
+    frames = np.diff(store.offsets)
     for f, array in store.arrays.items():
+        shapes = store.shapes.get(f)
+        if shapes is not None:
+            if shapes.ndim != 2 or len(shapes) != len(store.sequence_ids) or not np.array_equal(shapes[:, 0], frames):
+                raise ContractError(f"{path}: ragged field '{f}': its shapes do not match the offsets")
+            if array.ndim != 1 or len(array) != int(np.prod(shapes, axis=1).sum()):
+                raise ContractError(f"{path}: ragged field '{f}' has {array.size} values, its shapes say {int(np.prod(shapes, axis=1).sum())}")
+            continue
         expected = len(store.sequence_ids) if f.startswith("seq:") else total
         if len(array) != expected:
             raise ContractError(f"{path}: field '{f}' has {len(array)} rows, offsets say {expected}")

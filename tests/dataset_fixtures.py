@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import pickle
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,3 +233,93 @@ def make_custom_folder(base: Path) -> CustomFolder:
     (root / "notes.txt").write_text("not a video")
     write_video(root / ".cache/ignored.mp4", moving_block_frames(2), fps=25)
     return CustomFolder(root, good, ("dave/broken.mp4", "dave/empty.avi"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Walker-like silhouette trees: shipped modalities that a recogniser can learn from
+
+
+def walker_silhouettes(identity: int, condition: str, count: int, phase: float = 0.0) -> np.ndarray:
+    """uint8 [count, 64, 64] 0/255 OpenGait-aligned silhouettes of a stick walker whose build (height,
+    width, head) and gait (stride, cadence) depend on ``identity``; ``bg`` adds a bag, ``cl`` a coat."""
+    import cv2
+
+    rng = np.random.default_rng(1000 + identity)
+    torso_w, leg_w = int(rng.integers(8, 15)), int(rng.integers(3, 6))
+    head, stride, cadence = int(rng.integers(4, 8)), float(rng.uniform(0.25, 0.6)), float(rng.uniform(0.25, 0.5))
+    hip = int(rng.integers(30, 38))
+    if condition.startswith("cl"):
+        torso_w += 6
+    frames = np.zeros((count, 64, 64), np.uint8)
+    for t in range(count):
+        image = frames[t]
+        swing = np.sin(cadence * t + phase) * stride
+        cv2.circle(image, (32, 3 + head), head, 255, -1)
+        cv2.rectangle(image, (32 - torso_w // 2, 4 + 2 * head), (32 + torso_w // 2, hip), 255, -1)
+        for side in (1, -1):
+            foot = (int(32 + side * swing * 28), 63)
+            cv2.line(image, (32, hip), foot, 255, leg_w)
+            hand = (int(32 - side * swing * 16), hip - 2)
+            cv2.line(image, (32, 6 + 2 * head), hand, 255, max(2, leg_w - 1))
+        if condition.startswith("bg"):
+            cv2.rectangle(image, (32 + torso_w // 2, hip - 14), (32 + torso_w // 2 + 8, hip - 2), 255, -1)
+    return frames
+
+
+def walker_keypoints(silhouettes: np.ndarray, scale: float = 4.0) -> np.ndarray:
+    """COCO-17 (x, y, score) [T, 17, 3] read off walker silhouettes (columns of the foreground per
+    body height band), in an image ``scale`` times larger: a stand-in for shipped ViTPose keypoints."""
+    bands = np.linspace(2, 62, 17).astype(int)
+    keypoints = np.zeros((len(silhouettes), 17, 3), np.float32)
+    for t, sil in enumerate(silhouettes):
+        for j, row in enumerate(bands):
+            cols = np.flatnonzero(sil[row])
+            side = cols[0] if j % 2 else cols[-1] if len(cols) else 32
+            x = float(side) if len(cols) else 32.0
+            keypoints[t, j] = (x * scale, row * scale, 0.9 if len(cols) else 0.0)
+    return keypoints
+
+
+def make_walker_opengait_tree(
+    base: Path,
+    name: str,
+    subjects: Sequence[str],
+    train: int,
+    types: Sequence[str] = ("nm-01", "nm-02", "bg-01", "cl-01"),
+    views: Sequence[str] = ("090",),
+    frames: int = 14,
+) -> Tree:
+    """A CASIA-B-layout pkl tree ``base/name/<id>/<type>/<view>/<view>.pkl`` of walker silhouettes
+    (silhouettes only, as OpenGait ships CASIA-B); the first ``train`` subjects are TRAIN_SET."""
+    root = base / name
+    tree = Tree(root, base / f"{name}.json", train_ids=tuple(subjects[:train]), test_ids=tuple(subjects[train:]))
+    for i, subject in enumerate(subjects):
+        for condition in types:
+            for k, view in enumerate(views):
+                sequence_id = f"{subject}/{condition}/{view}"
+                sils = walker_silhouettes(i, condition, frames, phase=0.7 * k + 0.3 * types.index(condition))
+                dump(root / sequence_id / f"{view}.pkl", sils)
+                tree.frames[sequence_id] = frames
+    _write_partition(tree.partition, tree.train_ids, tree.test_ids)
+    return tree
+
+
+def make_walker_sustech1k_tree(base: Path, n_subjects: int = 7, train: int = 4, frames: int = 14) -> Tree:
+    """A SUSTech1K-layout tree shipping walker silhouettes (``06-…-Camera-Sils_aligned``), keypoints
+    (``03-…-Camera-Pose``) and ratios, and an RGB pkl that holds no frames (``05-…-Camera-RGB_raw`` of
+    shape (T, 4)): every animator fails on it, while the silhouette and skeleton recognisers work."""
+    root = base / "sustech_walkers"
+    ids = tuple(f"{i:04d}" for i in range(1, n_subjects + 1))
+    tree = Tree(root, base / "sustech_walkers.json", train_ids=ids[:train], test_ids=ids[train:])
+    for i, subject in enumerate(ids):
+        for condition in SUSTECH_TYPES:
+            for k, view in enumerate(("000", "090")):
+                sequence_id = f"{subject}/{condition}/{view}"
+                sils = walker_silhouettes(i, condition.split("-")[1], frames, phase=0.7 * k)
+                dump(root / sequence_id / sustech_file_name(6, view), sils)
+                dump(root / sequence_id / sustech_file_name(3, view), walker_keypoints(sils))
+                dump(root / sequence_id / sustech_file_name(4, view), np.full((frames, 2), (256, 256), np.int64))
+                dump(root / sequence_id / sustech_file_name(5, view), np.zeros((frames, 4), np.uint8))
+                tree.frames[sequence_id] = frames
+    _write_partition(tree.partition, tree.train_ids, tree.test_ids)
+    return tree

@@ -257,6 +257,11 @@ def run_embed_stage(
 
     if threads is not None:
         torch.set_num_threads(int(threads))
+    from pipeline.recognisers.checkpoints import unavailable_reason
+
+    if Path(checkpoint).is_file() and (reason := unavailable_reason(checkpoint)) is not None:
+        # The recogniser could not be trained on this dataset: every row says why (never ranked).
+        return _write_rows(rows, out, recogniser, checkpoint, channels=1, parts=1, results={}, skipped={}, common_error=reason)
     model = load_recogniser(
         recogniser,
         checkpoint,
@@ -280,10 +285,28 @@ def run_embed_stage(
         )
     )
     channels, parts = int(model.embed_dim), int(model.parts)
+    return _write_rows(
+        rows, out, recogniser, checkpoint, channels=channels, parts=parts, results=results, skipped=dataset.skipped
+    )
+
+
+def _write_rows(
+    rows: Sequence[Mapping[str, object]],
+    out: str | Path,
+    recogniser: str,
+    checkpoint: str | Path,
+    *,
+    channels: int,
+    parts: int,
+    results: Mapping[str, tuple],
+    skipped: Mapping[str, str],
+    common_error: str | None = None,
+) -> list[dict]:
+    """One embeddings row per manifest row (``common_error``: the same reason for every row)."""
     table_rows = []
     for row in rows:
         sid = str(row["sequence_id"])
-        embedding, frames, seconds, error = results.get(sid, (None, None, None, dataset.skipped.get(sid)))
+        embedding, frames, seconds, error = results.get(sid, (None, None, None, common_error or skipped.get(sid)))
         if embedding is None and error is None:
             error = "not embedded (no frames found)"
         table_rows.append(

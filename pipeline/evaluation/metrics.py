@@ -95,9 +95,14 @@ class Perception:
         return self._store(self.pose[sid]).get(sid, "pose_keypoints") if sid in self.pose else None
 
     def mask(self, sid: str, width: int) -> np.ndarray | None:
+        """Unpacked masks of ``sid``: at the size stored with them where the store has it (sequences of
+        one shard may differ in size), else at ``width`` (the manifest's)."""
         if sid not in self.masks:
             return None
-        return unpack_masks(self._store(self.masks[sid]).get(sid, "mask"), width)
+        store = self._store(self.masks[sid])
+        if "seq:mask_size" in store.arrays:
+            width = int(store.get(sid, "seq:mask_size")[1])
+        return unpack_masks(store.get(sid, "mask"), width)
 
 
 def _base(row: dict, attributes: dict) -> dict:

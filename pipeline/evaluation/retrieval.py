@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -88,8 +89,13 @@ PROBE_RESULTS = declare(
 REAL_RETRIEVAL = declare(
     "real_retrieval",
     "the real-probe baseline: one row per dataset, recogniser, protocol, condition ('all'/'Overall' or a"
-    " probe condition) and metric (percent; null when not computable)",
-    [*string_fields("dataset", "recogniser", "protocol", "condition", "metric"), arrow_field("value", pa.float64())],
+    " probe condition) and metric (percent; null when not computable); a recogniser that could not be"
+    " scored has one row with value null and the reason in note",
+    [
+        *string_fields("dataset", "recogniser", "protocol", "condition", "metric"),
+        arrow_field("value", pa.float64()),
+        arrow_field("note", pa.string()),
+    ],
     ("dataset", "recogniser", "protocol", "condition", "metric"),
 )
 
@@ -924,10 +930,37 @@ def run_real_retrieval(
         test = table.filter(pl.col("role") != "train")
         write_embedding_frame(test, gallery_out[recogniser])
         twins += twin_rows(test, manifest_rows, dataset=dataset, recogniser=recogniser, metric=metric)
-        rows += protocol_rows(test, protocol=protocol, metric=metric, dataset=dataset, recogniser=recogniser)
+        scored = protocol_rows(test, protocol=protocol, metric=metric, dataset=dataset, recogniser=recogniser)
+        rows += scored or [unscored_row(test, protocol=protocol, dataset=dataset, recogniser=recogniser)]
     write_table(rows, out, REAL_RETRIEVAL)
     if twins_out:
         write_table(twins, twins_out, twin_contract())
+
+
+def unscored_row(test: pl.DataFrame, *, protocol: str, dataset: str, recogniser: str) -> dict:
+    """The ``real_retrieval`` row of a recogniser with no usable gallery: value null, and why (the most
+    common error of its test rows: e.g. the recogniser's modality is missing on this dataset)."""
+    errors = [e for e in test.get_column("error").to_list() if e] if test.height else []
+    if errors:
+        reason, count = Counter(errors).most_common(1)[0]
+        if count == test.height:  # one reason for every test sequence (e.g. the recogniser was not trained)
+            note = f"not scored: {reason}"
+        else:
+            note = (
+                f"not scored: no usable gallery sequence ({len(errors)} of {test.height} test sequences"
+                f" failed; {count} with: {reason})"
+            )
+    else:
+        note = "not scored: the dataset has no test sequence (gallery and probes)"
+    return {
+        "dataset": dataset,
+        "recogniser": recogniser,
+        "protocol": protocol,
+        "condition": OVERALL,
+        "metric": "Rank-1",
+        "value": None,
+        "note": note,
+    }
 
 
 def probe_result_rows(

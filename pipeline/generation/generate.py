@@ -44,7 +44,12 @@ class RealSource:
     def mask(self, sequence_id: str) -> np.ndarray:
         from pipeline.contracts import unpack_masks
 
-        return unpack_masks(self.field("masks", sequence_id, "mask"), frame_size(self.rows[sequence_id])[1])
+        store = _store(self.masks[sequence_id]) if sequence_id in self.masks else None
+        if store is not None and "seq:mask_size" in store.arrays:  # the size stored with the masks
+            width = int(store.get(sequence_id, "seq:mask_size")[1])
+        else:
+            width = frame_size(self.rows[sequence_id])[1]
+        return unpack_masks(self.field("masks", sequence_id, "mask"), width)
 
 
 @lru_cache(maxsize=16)

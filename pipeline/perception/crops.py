@@ -224,6 +224,11 @@ __all__ = [
 
 
 SILHOUETTE_SKIP = "no RGB to crop: the generator outputs silhouettes (BigGait needs RGB crops)"
+SHIPPED_NO_RGB_SKIP = "no RGB to crop: the dataset ships silhouettes only (BigGait needs RGB crops)"
+SHIPPED_MASKS_SKIP = (
+    "no person boxes in frame coordinates: the masks are the dataset's aligned silhouettes (set"
+    " datasets.<name>.mask_backend to mediapipe to crop the RGB for BigGait)"
+)
 
 
 def run_crops_stage(
@@ -235,14 +240,16 @@ def run_crops_stage(
     status: str,
     min_valid_frames: int,
     size: tuple[int, int] = BIGGAIT_SIZE,
+    shipped: bool = False,
 ) -> list[dict]:
     """Person-centred RGB crops (``size`` = H, W) and w/h ratios for BigGait, boxed by the stage's masks.
 
     A generated video whose generator outputs silhouettes (``attributes.notes.output``) has no RGB to
-    crop: it is skipped with that reason instead of handing BigGait a white blob."""
+    crop: it is skipped with that reason instead of handing BigGait a white blob. With ``shipped`` (mask
+    backend ``dataset``: aligned silhouettes, not frame-sized masks) every row is skipped with the reason."""
     from pipeline.contracts import read_frame_store
-    from pipeline.io.sequences import frame_size, generated_output, load_rgb
-    from pipeline.perception.segmentation import masks_from_store
+    from pipeline.io.sequences import generated_output, load_rgb
+    from pipeline.perception.segmentation import mask_width, masks_from_store
     from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
 
     masks = read_frame_store(masks_store)
@@ -250,12 +257,16 @@ def run_crops_stage(
     for row in rows:
         if generated_output(row) == "silhouette":
             skip.setdefault(row["sequence_id"], SILHOUETTE_SKIP)
+        elif shipped and not any(row.get(c) for c in ("path_video", "path_frames", "path_rgb")):
+            skip.setdefault(row["sequence_id"], SHIPPED_NO_RGB_SKIP)
+        elif shipped:
+            skip.setdefault(row["sequence_id"], SHIPPED_MASKS_SKIP)
 
     def process(row: dict) -> StageOutput:
         sid = row["sequence_id"]
         if sid not in masks:
             raise SkipSequence("masks stage stored nothing for this sequence")
-        people = masks_from_store(masks, sid, frame_size(row)[1]).masks
+        people = masks_from_store(masks, sid, mask_width(masks, sid, row)).masks
         frames = load_rgb(row)
         if len(frames) != len(people):
             raise ValueError(f"{len(frames)} video frames but {len(people)} masks")

@@ -166,12 +166,32 @@ def make_segmentation_backend(name: str, **options: Any) -> SegmentationBackend:
 
 
 def mask_fields(result: MaskResult, prefix: str = "mask") -> dict[str, np.ndarray]:
-    """Frame-store fields: ``{prefix}`` bit-packed [T, H, ceil(W/8)] and ``{prefix}_present`` [T]."""
-    return {prefix: pack_masks(result.masks), f"{prefix}_present": result.present}
+    """Frame-store fields: ``{prefix}`` bit-packed [T, H, ceil(W/8)], ``{prefix}_present`` [T] and
+    ``seq:{prefix}_size`` (H, W) of the unpacked masks (sequences of one shard may differ in size)."""
+    size = np.asarray(result.masks.shape[1:3], dtype=np.int32)
+    return {prefix: pack_masks(result.masks), f"{prefix}_present": result.present, f"seq:{prefix}_size": size}
 
 
-def masks_from_store(store: FrameStore, sequence_id: str, width: int, prefix: str = "mask") -> MaskResult:
-    """Inverse of :func:`mask_fields` for one sequence of a frame store (``width`` = frame width)."""
+def mask_width(store: FrameStore, sequence_id: str, row: dict | None = None, prefix: str = "mask") -> int:
+    """Width of one sequence's stored masks: the store's ``seq:{prefix}_size`` where it was written,
+    else the manifest row's frame width (stores written before sizes were stored, the world's GT)."""
+    key = f"seq:{prefix}_size"
+    if key in store.arrays:
+        return int(store.get(sequence_id, key)[1])
+    if row is None:
+        raise ValueError(f"the frame store has no {key} for '{sequence_id}' and no manifest row was given")
+    from pipeline.io.sequences import frame_size
+
+    return frame_size(row)[1]
+
+
+def masks_from_store(
+    store: FrameStore, sequence_id: str, width: int | None = None, prefix: str = "mask"
+) -> MaskResult:
+    """Inverse of :func:`mask_fields` for one sequence of a frame store (``width`` = frame width; by
+    default the size stored with the masks)."""
+    if width is None:
+        width = mask_width(store, sequence_id, prefix=prefix)
     masks = unpack_masks(store.get(sequence_id, prefix), width)
     present_field = f"{prefix}_present"
     if present_field in store.arrays:

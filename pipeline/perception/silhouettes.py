@@ -233,20 +233,47 @@ def run_silhouettes_stage(
     status: str,
     min_valid_frames: int,
     export_root: str | None = None,
+    shipped: bool = False,
 ) -> list[dict]:
     """OpenGait-aligned 64×64 silhouettes for every row; dropped frames stay as zeros with valid=False
-    (a frame store keeps one row per frame), and optionally an OpenGait pkl tree for OpenGait itself."""
+    (a frame store keeps one row per frame), and optionally an OpenGait pkl tree for OpenGait itself.
+
+    ``shipped``: the masks came from the dataset's own silhouettes (mask backend ``dataset``); those are
+    passed through unchanged when already aligned 64×64 (OpenGait, SUSTech1K, CCGR-MINI pkls), grey
+    values included, and aligned like masks otherwise. A frame is valid when the masks stage found the
+    person in it and it holds more than OpenGait's minimum foreground."""
     from pipeline.contracts import read_frame_store
-    from pipeline.io.sequences import frame_size
+    from pipeline.perception.segmentation import mask_width
     from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
 
     masks = read_frame_store(masks_store)
+
+    def passthrough(row: dict) -> StageOutput:
+        from pipeline.perception.masks import shipped_silhouettes
+
+        sid = row["sequence_id"]
+        sils = shipped_silhouettes(row)
+        if len(sils) != masks.frame_count(sid):
+            raise ValueError(f"{len(sils)} shipped silhouettes but the masks stage stored {masks.frame_count(sid)}")
+        if sils.shape[1:] != (64, 64):
+            aligned = align_sequence(sils)
+            out = np.zeros((len(sils), 64, 64), np.uint8)
+            out[aligned.kept] = aligned.sils
+            sils = out
+        valid = (sils.reshape(len(sils), -1).sum(axis=1, dtype=np.int64) > MIN_FOREGROUND_SUM) & masks.get(sid, "valid")
+        return StageOutput({"sil": np.ascontiguousarray(sils)}, valid)
 
     def process(row: dict) -> StageOutput:
         sid = row["sequence_id"]
         if sid not in masks:
             raise SkipSequence("masks stage stored nothing for this sequence")
-        aligned = pretreat_from_store(masks, sid, frame_size(row)[1])
+        if shipped:
+            output = passthrough(row)
+            if export_root and output.valid.any():
+                sils = output.arrays["sil"][output.valid]
+                export_opengait_pkl(sils, export_root, row["subject"], row["condition"], row["view"])
+            return output
+        aligned = pretreat_from_store(masks, sid, mask_width(masks, sid, row))
         total = masks.frame_count(sid)
         sils = np.zeros((total, 64, 64), np.uint8)
         valid = np.zeros(total, bool)
@@ -260,7 +287,7 @@ def run_silhouettes_stage(
 
     return run_shard(
         stage="silhouettes",
-        backend="opengait",
+        backend="dataset" if shipped else "opengait",
         rows=rows,
         process=process,
         store_path=store,

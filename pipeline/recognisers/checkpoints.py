@@ -241,3 +241,35 @@ def load_dinov2(path_or_dir: str | os.PathLike, *, config_key: str = DINOV2_CONF
     check_state_dict(backbone, state, strict=True, where=f"DINOv2 weights {path} (config key {config_key})")
     backbone.load_state_dict(state, strict=True)
     return backbone
+
+
+# ---------------------------------------------------------------------------------------------
+# A recogniser that cannot run on a dataset: its model file records why
+
+
+UNAVAILABLE_KEY = "unavailable"
+
+
+class RecogniserUnavailable(ValueError):
+    """A recogniser cannot be trained or run on a dataset (its modality is missing, too few identities
+    have usable sequences); the reason flows to the embeddings, retrieval tables and the report."""
+
+
+def save_unavailable(path: str | os.PathLike, recogniser: str, reason: str) -> Path:
+    """Write the rule's model file as a record that ``recogniser`` was not trained, and why (no weights:
+    every later stage reads the reason with :func:`unavailable_reason` instead of a model)."""
+    final, tmp = atomic_path(path)
+    try:
+        torch.save({UNAVAILABLE_KEY: str(reason), "recogniser": str(recogniser)}, tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def unavailable_reason(path: str | os.PathLike) -> str | None:
+    """The reason recorded by :func:`save_unavailable`, or None for a real checkpoint."""
+    saved = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if isinstance(saved, Mapping) and UNAVAILABLE_KEY in saved and "model" not in saved:
+        return str(saved[UNAVAILABLE_KEY])
+    return None

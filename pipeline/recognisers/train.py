@@ -351,9 +351,20 @@ def train(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if len(dataset.labels) < 2 or len(dataset) < 2:
-        raise ValueError(
+        from collections import Counter
+
+        from pipeline.recognisers.checkpoints import RecogniserUnavailable
+
+        reasons = Counter(dataset.skipped.values()).most_common(1)
+        if len(dataset) == 0 and reasons:
+            raise RecogniserUnavailable(
+                f"no usable '{dataset.modality}' training sequence ({len(dataset.skipped)} skipped; most common"
+                f" reason: {reasons[0][0]})"
+            )
+        why = f"; most common skip reason: {reasons[0][0]}" if reasons else ""
+        raise RecogniserUnavailable(
             f"training needs at least 2 identities (the triplet loss needs negatives); the dataset has "
-            f"{len(dataset.labels)} identities in {len(dataset)} usable sequences ({len(dataset.skipped)} skipped); "
+            f"{len(dataset.labels)} identities in {len(dataset)} usable sequences ({len(dataset.skipped)} skipped){why}; "
             "a dataset without a train split is scored with another dataset's recognisers "
             "(recognisers.train_on: {this: other}) or a checkpoint (recognisers.settings.<name>.checkpoint)"
         )

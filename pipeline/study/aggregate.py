@@ -996,6 +996,14 @@ def aggregate(
             real, ["no real_retrieval rows: the real-probe baseline is missing"]
         )
     tables["real_retrieval"] = _sorted(real, "recogniser", "protocol", "condition", "metric")
+    if not real.is_empty() and "note" in real.columns:
+        unscored = real.filter(pl.col("note").is_not_null()).select("dataset", "recogniser", "note").unique(
+            maintain_order=True
+        )
+        if unscored.height:
+            results["real_retrieval"] = TableResult(
+                real, [f"{d} / {r}: {n}" for d, r, n in unscored.iter_rows()]
+            )
     tables["failures"] = failures_table(
         {"visual_metrics": visual, "diagnostics": diagnostics, "probe_results": probes}
     )

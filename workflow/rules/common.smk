@@ -41,6 +41,10 @@ METRICS = config["metrics"]
 GAITCRAFTER = config["gaitcrafter"]
 GC_DATASETS = list(GAITCRAFTER["datasets"])
 PROTOCOL_BY_KIND = {"sustech1k": "sustech1k", "ccgr_mini": "ccgr_mini"}
+# Kinds that ship silhouettes (and, where present, keypoints) use them by default: `dataset` backends
+# read path_silhouette / path_pose. datasets.<name>.pose_backend / mask_backend select perception
+# from RGB instead (for the world and custom videos perception.real applies).
+SHIPPED_BACKENDS = {kind: {"pose": "dataset", "masks": "dataset"} for kind in ("opengait", "sustech1k", "ccgr_mini")}
 
 # SLURM account / CPU partition for every CPU rule, only when the user configured them.
 CPU_RESOURCES = {
@@ -121,7 +125,7 @@ def backends_of(source):
             return {"pose": "none", "masks": "from_video"}
         return dict(PERCEPTION["generated"])
     dataset = DATASETS[source]
-    default = PERCEPTION["real"]
+    default = SHIPPED_BACKENDS.get(dataset["kind"]) or PERCEPTION["real"]
     return {
         "pose": dataset.get("pose_backend", default.get("pose", "mediapipe")),
         "masks": dataset.get("mask_backend", default.get("masks", "from_pose")),
@@ -185,3 +189,5 @@ for _model in SWEEP["models"]:
 for _name, _b in (("generated", PERCEPTION["generated"]),):
     if _b.get("pose") == "groundtruth" or _b.get("masks") == "groundtruth":
         raise ValueError("perception/generated: generated videos have no ground truth; use mediapipe or dwpose")
+    if _b.get("pose") == "dataset" or _b.get("masks") == "dataset":
+        raise ValueError("perception/generated: generated videos ship no keypoints or silhouettes; use mediapipe or dwpose")

@@ -333,8 +333,18 @@ def real_section(t: Tables, plots: Plots) -> str:
         return empty(f"No real-probe baseline: {t.why_empty('real_retrieval')}.")
     keys = ["dataset", "recogniser", "protocol", "condition"]
     metrics = ordered_names(real.get_column("metric").to_list(), RANK_METRICS)
+    # a recogniser that could not be scored on a dataset (its modality is missing, ...) says why
+    with_notes = "note" in real.columns and real.get_column("note").null_count() < real.height
     rows = [
-        [*[esc(k) for k in key], *[fmt(by.get(m, {}).get("value"), PERCENT_DECIMALS) for m in metrics]]
+        [
+            *[esc(k) for k in key],
+            *[fmt(by.get(m, {}).get("value"), PERCENT_DECIMALS) for m in metrics],
+            *(
+                [esc("; ".join(sorted({r["note"] for r in by.values() if r.get("note")})))]
+                if with_notes
+                else []
+            ),
+        ]
         for key, by in wide_rows(real, keys, "metric")
     ]
     notes = t["notes"]
@@ -343,9 +353,16 @@ def real_section(t: Tables, plots: Plots) -> str:
         if not notes.is_empty()
         else notes
     )
-    across = "".join(f"<li>{esc(r['dataset'])}: {esc(r['note'])}</li>" for r in borrowed.iter_rows(named=True))
+    across = "".join(
+        f"<li>{esc(r['dataset'])}: {esc(r['note'])}</li>" for r in borrowed.iter_rows(named=True)
+    )
+    note_column = ["note"] if with_notes else []
     return (
         "<p>Real probes against the same gallery, no generation (percent).</p>"
-        + html_table([*keys, *metrics], rows, [False] * 4 + [True] * len(metrics))
+        + html_table(
+            [*keys, *metrics, *note_column],
+            rows,
+            [False] * 4 + [True] * len(metrics) + [False] * len(note_column),
+        )
         + (f"<p>Datasets scored with another dataset's recognisers:</p><ul>{across}</ul>" if across else "")
     )

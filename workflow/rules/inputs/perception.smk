@@ -54,6 +54,7 @@ def _silhouettes_options(wildcards):
     return options_json(
         min_valid_frames=PERCEPTION["min_valid_frames"],
         export_root=f"results/opengait/{wildcards.source}" if export else None,
+        shipped=backends_of(wildcards.source)["masks"] == "dataset",
         **stage_paths("masks", wildcards),
     )
 
@@ -83,6 +84,7 @@ def _crops_options(wildcards):
     return options_json(
         min_valid_frames=PERCEPTION["min_valid_frames"],
         size=[crops["height"], crops["width"]],
+        shipped=backends_of(wildcards.source)["masks"] == "dataset",
         **stage_paths("masks", wildcards),
     )
 
