@@ -8,7 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from pipeline.contracts import unpack_masks
+from pipeline.perception.orientation import ROTATION_FIELD, stored_rotation
 from pipeline.perception.person import flag_frames
 from pipeline.perception.segmentation import (
     MaskResult,
@@ -63,7 +66,10 @@ def run_masks_stage(
             result = MaskResult.from_masks(unpack_masks(groundtruth(row, "mask"), frame_size(row)[1]))
         else:
             result = segmenter.segment(load_rgb(row))
-        return StageOutput(mask_fields(result), flag_frames(result).valid)
+        arrays = mask_fields(result)
+        if poses is not None and ROTATION_FIELD in poses.arrays:  # the silhouettes turn them upright
+            arrays[ROTATION_FIELD] = np.int16(stored_rotation(poses, row["sequence_id"]))
+        return StageOutput(arrays, flag_frames(result).valid)
 
     try:
         return run_shard(

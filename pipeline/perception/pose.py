@@ -6,11 +6,14 @@ flags in :mod:`.person`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.perception.person import flag_frames, make_perception, perceive
+from pipeline.perception.person import flag_frames, make_perception, perceive, perceive_checked
 from pipeline.perception.segmentation import mask_fields
+
+log = logging.getLogger(__name__)
 
 
 def run_pose_stage(
@@ -66,11 +69,29 @@ def run_pose_stage(
         mediapipe_options={"follow": bool(mp_opts.get("follow_main_walker", True))},
     )
 
+    orientation = str(mp_opts.get("orientation", "auto"))
+    identity_switch = str(mp_opts.get("identity_switch", "keep_longest"))
+
     def process(row: dict) -> StageOutput:
         inputs: dict[str, Any] = {}
         frames = None
         if backend in ("mediapipe", "dwpose"):
             frames = load_rgb(row)
+            # Image backends: sideways frames are perceived upright, identity switches split (see person.py).
+            checked = perceive_checked(
+                frames, pose_backend, mask_backend, orientation=orientation, identity_switch=identity_switch
+            )
+            result = checked.result
+            arrays = dict(result.pose.to_fields("pose"))
+            if result.masks is not None:
+                arrays.update(mask_fields(result.masks))
+            arrays.update(checked.fields)
+            if checked.rotation:
+                log.info("%s: frames decode turned %d degrees; perceived upright", row["sequence_id"], checked.rotation)
+            if checked.continuity is not None and checked.continuity.switches:
+                log.info("%s: identity switches (%s); policy %s", row["sequence_id"], checked.continuity.describe(),
+                         identity_switch)  # fmt: skip
+            return StageOutput(arrays, flag_frames(result).valid, error=checked.error)
         elif backend == "groundtruth":
             inputs["keypoints2d"] = groundtruth(row, "keypoints2d")
         elif backend == "dataset":

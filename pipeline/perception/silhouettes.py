@@ -238,6 +238,7 @@ def run_silhouettes_stage(
     (a frame store keeps one row per frame), and optionally an OpenGait pkl tree for OpenGait itself."""
     from pipeline.contracts import read_frame_store
     from pipeline.io.sequences import frame_size
+    from pipeline.perception.orientation import stored_rotation, to_upright
     from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
 
     masks = read_frame_store(masks_store)
@@ -246,7 +247,12 @@ def run_silhouettes_stage(
         sid = row["sequence_id"]
         if sid not in masks:
             raise SkipSequence("masks stage stored nothing for this sequence")
-        aligned = pretreat_from_store(masks, sid, frame_size(row)[1])
+        rotation = stored_rotation(masks, sid)
+        if rotation:  # frames that decode sideways: silhouettes of the upright person
+            people = to_upright(unpack_masks(masks.get(sid, "mask"), frame_size(row)[1]), rotation)
+            aligned = align_sequence(people)
+        else:
+            aligned = pretreat_from_store(masks, sid, frame_size(row)[1])
         total = masks.frame_count(sid)
         sils = np.zeros((total, 64, 64), np.uint8)
         valid = np.zeros(total, bool)
