@@ -8,8 +8,9 @@ from pathlib import Path
 
 from pipeline.config import load_config, validate_config
 from pipeline.gaitcrafter.config import check_gaitcrafter
+from pipeline.generation.config import check_generation
 
-SECTION_CHECKS = (check_gaitcrafter,)
+SECTION_CHECKS = (check_gaitcrafter, check_generation)
 
 
 def validate_study(config: dict) -> dict:
