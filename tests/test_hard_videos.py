@@ -186,3 +186,36 @@ def test_pose_stage_records_the_turn_and_silhouettes_stand_upright(world, tmp_pa
         rows_on = (sil > 127).any(axis=2).sum(1).mean()  # a standing person: tall, not wide
         cols_on = (sil > 127).any(axis=1).sum(1).mean()
         assert rows_on > 1.8 * cols_on, (sid, rows_on, cols_on)
+
+
+def test_groundtruth_backends_put_the_upright_truth_into_sideways_frames(world, tmp_path):
+    from pipeline.perception.masks import run_masks_stage
+    from pipeline.perception.pose import run_pose_stage
+    from pipeline.perception.silhouettes import run_silhouettes_stage
+    from pipeline.world.generate import render_shard, write_world_spec
+
+    spec = {**world[0], "conditions": [{"name": "rot-90", "rotate": 90}], "identities": 2, "train_identities": 1,
+            "shards": 1, "frames": 12, "dataset": "w"}  # fmt: skip
+    path = write_world_spec(spec, tmp_path / "world.json")
+    gt = tmp_path / "gt.npz"
+    render_shard(path, "shard-0000", sheet=tmp_path / "sheet.csv", groundtruth=gt, videos=tmp_path / "v")
+    sid = "w001/rot-90/090"
+    row = {"sequence_id": sid, "path_video": str(tmp_path / "v/w001/rot-90/090.mp4"), "path_groundtruth": str(gt),
+           "height": 256, "width": 192, "frame_count": 12, "subject": "w001", "condition": "rot-90", "view": "090"}  # fmt: skip
+    st = {k: (str(tmp_path / f"{k}.npz"), str(tmp_path / f"{k}.parquet")) for k in ("pose", "masks", "sils")}
+    run_pose_stage([row], backend="groundtruth", store=st["pose"][0], status=st["pose"][1], min_valid_frames=5)
+    run_masks_stage([row], backend="groundtruth", store=st["masks"][0], status=st["masks"][1], min_valid_frames=5)
+    run_silhouettes_stage([row], masks_store=st["masks"][0], masks_status=st["masks"][1], store=st["sils"][0],
+                          status=st["sils"][1], min_valid_frames=5)  # fmt: skip
+    masks = read_frame_store(st["masks"][0])
+    mask = unpack_masks(masks.get(sid, "mask"), 192)
+    assert mask.shape[1:] == (256, 192) and int(masks.get(sid, "seq:upright_rotation")) == 90
+    # The stored-frame keypoints fall on the stored-frame mask.
+    kp = read_frame_store(st["pose"][0]).get(sid, "pose_keypoints")
+    on = kp[..., 2] > 0
+    xs, ys = np.rint(kp[..., 0]).astype(int).clip(0, 191), np.rint(kp[..., 1]).astype(int).clip(0, 255)
+    t = np.broadcast_to(np.arange(len(kp))[:, None], on.shape)
+    assert mask[t[on], ys[on], xs[on]].mean() > 0.8
+    sils = read_frame_store(st["sils"][0])
+    sil = sils.get(sid, "sil")[sils.get(sid, "valid")]
+    assert (sil > 127).any(axis=2).sum(1).mean() > 1.8 * (sil > 127).any(axis=1).sum(1).mean()

@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.contracts import unpack_masks
-from pipeline.perception.orientation import ROTATION_FIELD, stored_rotation
+from pipeline.perception.orientation import (
+    ROTATION_FIELD,
+    groundtruth_rotation,
+    masks_from_upright,
+    stored_rotation,
+    upright_size,
+)
 from pipeline.perception.person import flag_frames
 from pipeline.perception.segmentation import (
     MaskResult,
@@ -63,7 +69,12 @@ def run_masks_stage(
                 raise SkipSequence("pose stage stored no masks for this sequence")
             result = masks_from_store(poses, row["sequence_id"], frame_size(row)[1])
         elif backend == "groundtruth":
-            result = MaskResult.from_masks(unpack_masks(groundtruth(row, "mask"), frame_size(row)[1]))
+            # The world's truth is upright; a sideways video's masks live in its stored frames.
+            rotation = groundtruth_rotation(row)
+            upright = unpack_masks(groundtruth(row, "mask"), upright_size(frame_size(row), rotation)[1])
+            result = MaskResult.from_masks(masks_from_upright(upright, rotation) if rotation else upright)
+            arrays = {**mask_fields(result), ROTATION_FIELD: np.int16(rotation)}
+            return StageOutput(arrays, flag_frames(result).valid)
         else:
             result = segmenter.segment(load_rgb(row))
         arrays = mask_fields(result)

@@ -178,3 +178,13 @@ def stored_rotation(store, sequence_id: str) -> int:
     if ROTATION_FIELD not in store.arrays:
         return 0
     return int(store.get(sequence_id, ROTATION_FIELD))
+
+
+def groundtruth_rotation(row: dict) -> int:
+    """The world's ``rotate`` covariate of a sequence (its ground truth is upright; the video is not)."""
+    from pipeline.io.sequences import groundtruth
+
+    try:
+        return int(groundtruth(row, "seq:rotate"))
+    except KeyError:  # a shard without sideways sequences stores no such field
+        return 0

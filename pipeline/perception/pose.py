@@ -10,6 +10,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from pipeline.perception.person import flag_frames, make_perception, perceive, perceive_checked
 from pipeline.perception.segmentation import mask_fields
 
@@ -32,7 +34,13 @@ def run_pose_stage(
     pass also stores the segmentation masks, which the masks stage's ``from_pose`` backend reuses.
     ``backend="none"`` estimates nothing: every row is skipped with ``reason`` (stages that need pose
     repeat it)."""
-    from pipeline.io.sequences import groundtruth, load_rgb
+    from pipeline.io.sequences import frame_size, groundtruth, load_rgb
+    from pipeline.perception.orientation import (
+        ROTATION_FIELD,
+        groundtruth_rotation,
+        points_from_upright,
+        upright_size,
+    )
     from pipeline.runner import SkipSequence, StageOutput, run_shard
 
     if backend == "none":
@@ -93,7 +101,17 @@ def run_pose_stage(
                          identity_switch)  # fmt: skip
             return StageOutput(arrays, flag_frames(result).valid, error=checked.error)
         elif backend == "groundtruth":
-            inputs["keypoints2d"] = groundtruth(row, "keypoints2d")
+            # The world's truth is upright; a sideways video's keypoints live in its stored frames.
+            rotation = groundtruth_rotation(row)
+            keypoints = groundtruth(row, "keypoints2d")
+            if rotation:
+                upright_hw = upright_size(frame_size(row), rotation)
+                keypoints = points_from_upright(keypoints, rotation, upright_hw)
+                keypoints[..., 2] = groundtruth(row, "keypoints2d")[..., 2]
+            inputs["keypoints2d"] = keypoints
+            result = perceive(frames, pose_backend, mask_backend, **inputs)
+            arrays = {**result.pose.to_fields("pose"), ROTATION_FIELD: np.int16(rotation)}
+            return StageOutput(arrays, flag_frames(result).valid)
         elif backend == "dataset":
             if not row.get("path_pose"):
                 raise SkipSequence("the dataset ships no pose for this sequence (path_pose is empty)")
