@@ -219,3 +219,25 @@ def test_groundtruth_backends_put_the_upright_truth_into_sideways_frames(world, 
     sils = read_frame_store(st["sils"][0])
     sil = sils.get(sid, "sil")[sils.get(sid, "valid")]
     assert (sil > 127).any(axis=2).sum(1).mean() > 1.8 * (sil > 127).any(axis=1).sum(1).mean()
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotated_copies_decide_when_nobody_is_found_sideways(rotation):
+    from pipeline.perception.orientation import decide
+
+    upright = np.zeros((8, 20, 10, 3), np.uint8)
+    upright[:, 0, 0] = 255  # a marker only the upright frame has at its top-left corner
+    stored = np.rot90(upright, rotation // 90, axes=(1, 2))
+    standing = np.zeros((17, 3), np.float32)
+    standing[:7] = [5, 2, 1]
+    standing[15:] = [5, 18, 1]
+
+    def estimate(clip):  # a pose model that finds the person only when it stands upright
+        out = np.zeros((len(clip), 17, 3), np.float32)
+        out[clip[:, 0, 0, 0] == 255] = standing
+        return out
+
+    decision = decide(stored, np.zeros((8, 17, 3), np.float32), estimate)
+    assert decision.rotation == rotation and decision.method == "rotated copies"
+    nobody = decide(stored, np.zeros((8, 17, 3), np.float32), lambda clip: np.zeros((len(clip), 17, 3), np.float32))
+    assert nobody.rotation is None and "no quarter turn shows an upright person" in nobody.reason
