@@ -239,5 +239,24 @@ def test_rotated_copies_decide_when_nobody_is_found_sideways(rotation):
 
     decision = decide(stored, np.zeros((8, 17, 3), np.float32), estimate)
     assert decision.rotation == rotation and decision.method == "rotated copies"
+    # Nobody at all is not an orientation question: left as stored (the frame checks say "no person").
     nobody = decide(stored, np.zeros((8, 17, 3), np.float32), lambda clip: np.zeros((len(clip), 17, 3), np.float32))
-    assert nobody.rotation is None and "no quarter turn shows an upright person" in nobody.reason
+    assert nobody.rotation == 0 and nobody.method == "none"
+    # One voting frame, and too few upright frames under any turn: unsure.
+    one = np.zeros((8, 17, 3), np.float32)
+    one[0] = np.array([[2, 5, 1]] * 7 + [[0, 0, 0]] * 8 + [[18, 5, 1]] * 2, np.float32)  # lying: feet to the right
+
+    def rarely(clip):
+        out = np.zeros((len(clip), 17, 3), np.float32)
+        out[0] = standing if clip[0, 0, 0, 0] == 255 else 0
+        return out
+
+    unsure = decide(stored, one, rarely)
+    assert unsure.rotation is None and "no quarter turn shows an upright person" in unsure.reason
+
+
+def test_a_clip_without_anybody_is_not_an_orientation_error(mediapipe):
+    from pipeline.perception.person import perceive_checked
+
+    checked = perceive_checked(np.full((6, 64, 48, 3), 90, np.uint8), *mediapipe)
+    assert checked.error is None and checked.rotation == 0 and not checked.result.pose.detected.any()

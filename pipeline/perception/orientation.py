@@ -161,6 +161,9 @@ def decide(
         upright[rotation] = int((votes == 0).sum())
     best = max(upright, key=lambda r: upright[r])
     found, total = upright[best], sum(upright.values())
+    if first.votes == 0 and total == 0:
+        # Nobody in any orientation: not an orientation question; the frame checks say "no person".
+        return OrientationDecision(0, 0, 0.0, "none", f"nobody found upright in any quarter turn of {len(idx)} frames")
     needed = min(options.min_frames, len(idx))
     if found < needed:
         return OrientationDecision(None, first.votes, 0.0, "rotated copies",
