@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--tolerance", type=int, default=3)
     parser.add_argument("--json", help="also write the per-sequence rows here")
+    parser.add_argument("--conditions", nargs="+", help="only these conditions (names below; a subset renders other sequences, since a sequence seed depends on its condition's position)")
     args = parser.parse_args()
 
     from pipeline.config import validate_config
@@ -82,7 +83,7 @@ def main() -> None:
     config = validate_config({
         "datasets": {"w": {"kind": "world", "world": "x"}},
         "worlds": {"x": {"identities": args.identities, "train_identities": args.identities // 2, "seed": 11,
-                         "conditions": CONDITIONS, "views": args.views, "frames": args.frames,
+                         "conditions": [c for c in CONDITIONS if not args.conditions or c["name"] in args.conditions] or CONDITIONS, "views": args.views, "frames": args.frames,
                          "motion_source": "procedural"}},
     })  # fmt: skip
     world = config["worlds"]["x"]
