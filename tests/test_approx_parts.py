@@ -107,3 +107,28 @@ def test_plan_refuses_guidance_a_real_dataset_cannot_give():
         validate_study(_study({"generator": "mtvcrafter"}))
     validate_study(_study({"generator": "posewarp-dense"}))  # auto: the approximation
     validate_study(_study({"generator": "magicanimate", "parts": "approx_from_pose"}))
+
+
+def test_densepose_guidance_of_a_real_video_comes_from_the_approximation(walk, tmp_path):
+    from pipeline.contracts import pack_masks, read_frame_store, read_table, write_frame_store, write_table
+    from pipeline.perception.guidance import densepose_palette, run_guidance_stage
+    from pipeline.runner import STAGE_STATUS
+
+    rendered, keypoints, masks = walk["w002/nm-02/090"]
+    sid = "clip-1"
+    valid = masks.any(axis=(1, 2))
+    write_frame_store(tmp_path / "pose.npz", {sid: {"pose_keypoints": keypoints, "pose_detected": valid, "valid": valid}})
+    write_frame_store(tmp_path / "masks.npz", {sid: {"mask": pack_masks(masks), "mask_present": valid, "valid": valid}})
+    write_table([], tmp_path / "pose.parquet", STAGE_STATUS)
+    row = {"sequence_id": sid, "height": masks.shape[1], "width": masks.shape[2], "frame_count": len(masks)}
+    common = dict(guidance_format="densepose", pose_store=str(tmp_path / "pose.npz"),
+                  pose_status=str(tmp_path / "pose.parquet"), min_valid_frames=5)  # fmt: skip
+    status = run_guidance_stage([row], store=str(tmp_path / "g.npz"), status=str(tmp_path / "g.parquet"),
+                                masks_store=str(tmp_path / "masks.npz"), **common)  # fmt: skip
+    assert status[0]["error"] is None and status[0]["backend"] == "approx_from_pose"
+    frames = read_frame_store(tmp_path / "g.npz").get(sid, "densepose")
+    np.testing.assert_array_equal((frames != densepose_palette()[0]).any(-1), masks)
+    # Without the masks store a real video has no part maps: skipped with the reason.
+    status = run_guidance_stage([row], store=str(tmp_path / "h.npz"), status=str(tmp_path / "h.parquet"), **common)
+    assert "densepose guidance unavailable" in status[0]["error"]
+    assert read_table(tmp_path / "h.parquet", STAGE_STATUS).num_rows == 1
