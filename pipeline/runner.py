@@ -93,6 +93,8 @@ class StageOutput:
 
     arrays: Mapping[str, np.ndarray]
     valid: np.ndarray  # [T] bool
+    # A sequence whose arrays are kept (to inspect) but that must not be used: its status row's error.
+    error: str | None = None
 
 
 def shard_rows(manifest: str | Path, shard: str, num_shards: int) -> list[dict]:
@@ -145,6 +147,8 @@ def run_shard(
                 record.update(frame_count=int(len(valid)), valid_frames=int(valid.sum()), error=None)
                 if valid.sum() < min_valid_frames:
                     record["error"] = f"only {int(valid.sum())} valid frames of {len(valid)} (< {min_valid_frames} required)"
+                if output.error:
+                    record["error"] = output.error
                 store[sid] = {**output.arrays, "valid": valid}
             except SkipSequence as err:
                 record.update(valid_frames=None, error=str(err))

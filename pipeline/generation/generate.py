@@ -64,22 +64,57 @@ def _optional_groundtruth(row: dict, name: str) -> np.ndarray | None:
         return None
 
 
-def build_reference(source: RealSource, job: dict) -> Reference:
+def part_maps(
+    source: RealSource, sequence_id: str, backend: str = "auto", frames: slice | int | None = None
+) -> tuple[np.ndarray | None, str | None]:
+    """Dense part maps (IUV) of a sequence and where they came from: the world's ground truth
+    (``groundtruth``; ``auto`` prefers it) or the approximation from the pose and mask stages
+    (``approx_from_pose``, :mod:`pipeline.perception.parts`; ``auto`` falls back to it). (None, None)
+    when ``groundtruth`` is asked for and the sequence has none."""
+    from pipeline.perception.parts import BACKENDS, approx_parts
+
+    if backend not in BACKENDS:
+        raise ValueError(f"parts backend must be one of {BACKENDS}, got {backend!r}")
+    pick = slice(None) if frames is None else frames
+    if backend in ("auto", "groundtruth"):
+        parts = _optional_groundtruth(source.rows[sequence_id], "parts")
+        if parts is not None:
+            return parts[pick], "groundtruth"
+        if backend == "groundtruth":
+            return None, None
+    keypoints = source.field("pose", sequence_id, "pose_keypoints")[pick]
+    masks = source.mask(sequence_id)[pick]
+    if isinstance(pick, int):
+        return approx_parts(keypoints[None], masks[None])[0], "approx_from_pose"
+    return approx_parts(keypoints, masks), "approx_from_pose"
+
+
+def part_source(source: RealSource, job: dict, backend: str) -> str:
+    """What :func:`part_maps` used for a job's driving sequence (for the generator notes)."""
+    if backend == "approx_from_pose":
+        return backend
+    has_gt = bool(source.rows[job["driving_sequence"]].get("path_groundtruth"))
+    return "groundtruth" if has_gt else ("approx_from_pose" if backend == "auto" else "none")
+
+
+def build_reference(source: RealSource, job: dict, parts_backend: str = "auto", needs: tuple[str, ...] = ("parts",)) -> Reference:
     sid, index = job["reference_sequence"], int(job["reference_frame"])
     row = source.rows[sid]
     frames = load_rgb(row)
-    parts = _optional_groundtruth(row, "parts")
+    parts = part_maps(source, sid, parts_backend, index)[0] if "parts" in needs else _optional_groundtruth(row, "parts")
+    if parts is not None and parts.ndim == 4:
+        parts = parts[index]
     return Reference(
         image=frames[index],
         mask=source.mask(sid)[index],
         keypoints=source.field("pose", sid, "pose_keypoints")[index],
-        parts=None if parts is None else parts[index],
+        parts=parts,
         sequence_id=sid,
         frame_index=index,
     )
 
 
-def build_driving(source: RealSource, job: dict, needs: tuple[str, ...]) -> Driving:
+def build_driving(source: RealSource, job: dict, needs: tuple[str, ...], parts_backend: str = "auto") -> Driving:
     sid = job["driving_sequence"]
     row = source.rows[sid]
     height, width = frame_size(row)
@@ -94,7 +129,7 @@ def build_driving(source: RealSource, job: dict, needs: tuple[str, ...]) -> Driv
         width=width,
         fps=float(row["fps"] or 25.0),
         valid=source.field("pose", sid, "valid"),
-        parts=_optional_groundtruth(row, "parts") if "parts" in needs else None,
+        parts=part_maps(source, sid, parts_backend)[0] if "parts" in needs else None,
         smpl_mm=smpl,
         frames=load_rgb(row) if "frames" in needs else None,
         masks=source.mask(sid) if "masks" in needs else None,
@@ -155,7 +190,8 @@ def run_generation_shard(
     ]
     source = RealSource(manifest, pose_summary, masks_summary)
     # Constructor options are the model's setup (checkout, env, weights); `params` go to every job.
-    options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params"}}
+    options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params", "parts"}}
+    parts_backend = spec.get("parts", "auto")
     generator = make_generator(spec["generator"], **options)
     generator.load()  # a missing checkout or env fails here, before any job (and any GPU time)
     uses_reference = bool(getattr(generator, "uses_reference", True))
@@ -170,10 +206,10 @@ def run_generation_shard(
                 result = generator.generate(
                     GenerationJob(
                         job_id=job["job_id"],
-                        reference=build_reference(source, job)
+                        reference=build_reference(source, job, parts_backend, tuple(generator.needs))
                         if uses_reference
                         else label_only_reference(job),
-                        driving=build_driving(source, job, tuple(generator.needs)),
+                        driving=build_driving(source, job, tuple(generator.needs), parts_backend),
                         seed=int(job["seed"]),
                         params=spec.get("params", {}),
                         context={"plan": job, "driving_row": source.rows[job["driving_sequence"]]},
@@ -190,6 +226,8 @@ def run_generation_shard(
                     height=height,
                 )
                 row["attributes"]["notes"] = result.notes
+                if "parts" in generator.needs:  # which part maps guided it: ground truth or the approximation
+                    row["attributes"]["notes"]["parts"] = part_source(source, job, parts_backend)
             except Exception as err:  # a failed job is a row; the shard carries on
                 log.exception("%s failed on %s", model, job["job_id"])
                 row["error"] = f"generation failed: {type(err).__name__}: {err}"[-2000:]

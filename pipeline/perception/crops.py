@@ -249,6 +249,7 @@ def run_crops_stage(
     backend ``dataset``: aligned silhouettes, not frame-sized masks) every row is skipped with the reason."""
     from pipeline.contracts import read_frame_store
     from pipeline.io.sequences import generated_output, load_rgb
+    from pipeline.perception.orientation import stored_rotation, to_upright
     from pipeline.perception.segmentation import mask_width, masks_from_store
     from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
 
@@ -270,6 +271,9 @@ def run_crops_stage(
         frames = load_rgb(row)
         if len(frames) != len(people):
             raise ValueError(f"{len(frames)} video frames but {len(people)} masks")
+        rotation = stored_rotation(masks, sid)
+        if rotation:  # frames that decode sideways: crops of the upright person
+            frames, people = to_upright(frames, rotation), to_upright(people, rotation)
         crops = person_crops(frames, people, size)
         valid = crops.valid & masks.get(sid, "valid")
         return StageOutput({"rgb": crops.images, "ratio": crops.ratios.astype(np.float32)}, valid)

@@ -805,6 +805,16 @@ def openpose_guidance(keypoints: np.ndarray, frame_hw: tuple[int, int]) -> np.nd
     return render_openpose_frames(coco17_to_openpose18(keypoints), frame_hw, style="moore")
 
 
+def _guidance_backend(guidance_format: str, nlf: bool, approx: bool, rows: list[dict]) -> str:
+    if guidance_format == "openpose":
+        return "pose"
+    if nlf:
+        return "nlf"
+    if guidance_format == "densepose" and approx and not all(r.get("path_groundtruth") for r in rows):
+        return "approx_from_pose"  # ground truth where a sequence has it, the approximation elsewhere
+    return "groundtruth"
+
+
 def run_guidance_stage(
     rows: list[dict],
     *,
@@ -815,11 +825,14 @@ def run_guidance_stage(
     status: str,
     min_valid_frames: int,
     nlf_model_path: str | None = None,
+    masks_store: str | None = None,
 ) -> list[dict]:
     """Render one guidance format for every row from any keypoint source (real or generated video).
 
-    ``openpose``: from the pose stage's COCO-17 keypoints. ``densepose``: from the world's part maps
-    (no DensePose model runs here; other sources are skipped with that reason). ``smpl``: SMPL-24 joints
+    ``openpose``: from the pose stage's COCO-17 keypoints. ``densepose``: from the world's part maps,
+    and where a sequence has none (real video) from the ``approx_from_pose`` approximation of the pose
+    and mask stages (:mod:`pipeline.perception.parts`; needs ``masks_store``, else such sequences are
+    skipped with that reason; no DensePose model runs here). ``smpl``: SMPL-24 joints
     in camera space (mm) from the world's ground truth, or from NLF when ``nlf_model_path`` is set.
     """
     from pipeline.contracts import read_frame_store
@@ -829,6 +842,7 @@ def run_guidance_stage(
     if guidance_format not in GUIDANCE_FORMATS:
         raise ValueError(f"unknown guidance format '{guidance_format}'; choose one of {GUIDANCE_FORMATS}")
     poses = read_frame_store(pose_store)
+    masks = read_frame_store(masks_store) if masks_store and guidance_format == "densepose" else None
     nlf = NLFBackend(nlf_model_path) if guidance_format == "smpl" and nlf_model_path else None
 
     def process(row: dict) -> StageOutput:
@@ -841,7 +855,16 @@ def run_guidance_stage(
                 frames = openpose_guidance(poses.get(sid, "pose_keypoints"), frame_size(row))
                 return StageOutput({"openpose": frames}, valid)
             if guidance_format == "densepose":
-                return StageOutput({"densepose": render_densepose(groundtruth(row, "parts"))}, valid)
+                if row.get("path_groundtruth") or masks is None:
+                    return StageOutput({"densepose": render_densepose(groundtruth(row, "parts"))}, valid)
+                if sid not in masks:
+                    raise SkipSequence("masks stage stored nothing for this sequence (approx_from_pose needs it)")
+                from pipeline.contracts import unpack_masks
+                from pipeline.perception.parts import approx_parts
+
+                people = unpack_masks(masks.get(sid, "mask"), frame_size(row)[1])
+                parts = approx_parts(poses.get(sid, "pose_keypoints"), people)
+                return StageOutput({"densepose": render_densepose(parts)}, valid)
             if nlf is not None:
                 joints = nlf(load_rgb(row))
                 return StageOutput({"smpl_mm": joints.astype(np.float32)}, valid & np.isfinite(joints).all(axis=(1, 2)))
@@ -852,7 +875,7 @@ def run_guidance_stage(
 
     return run_shard(
         stage=f"guidance-{guidance_format}",
-        backend="nlf" if nlf is not None else ("groundtruth" if guidance_format != "openpose" else "pose"),
+        backend=_guidance_backend(guidance_format, nlf is not None, masks is not None, rows),
         rows=rows,
         process=process,
         store_path=store,

@@ -12,6 +12,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.contracts import unpack_masks
+from pipeline.perception.orientation import (
+    ROTATION_FIELD,
+    groundtruth_rotation,
+    masks_from_upright,
+    stored_rotation,
+    upright_size,
+)
 from pipeline.perception.person import flag_frames
 from pipeline.perception.segmentation import (
     MaskResult,
@@ -105,10 +112,18 @@ def run_masks_stage(
         elif backend == "dataset":
             result = MaskResult.from_masks(shipped_silhouettes(row) >= 128)
         elif backend == "groundtruth":
-            result = MaskResult.from_masks(unpack_masks(groundtruth(row, "mask"), frame_size(row)[1]))
+            # The world's truth is upright; a sideways video's masks live in its stored frames.
+            rotation = groundtruth_rotation(row)
+            upright = unpack_masks(groundtruth(row, "mask"), upright_size(frame_size(row), rotation)[1])
+            result = MaskResult.from_masks(masks_from_upright(upright, rotation) if rotation else upright)
+            arrays = {**mask_fields(result), ROTATION_FIELD: np.int16(rotation)}
+            return StageOutput(arrays, flag_frames(result).valid)
         else:
             result = segmenter.segment(load_rgb(row))
-        return StageOutput(mask_fields(result), flag_frames(result).valid)
+        arrays = mask_fields(result)
+        if poses is not None and ROTATION_FIELD in poses.arrays:  # the silhouettes turn them upright
+            arrays[ROTATION_FIELD] = np.int16(stored_rotation(poses, row["sequence_id"]))
+        return StageOutput(arrays, flag_frames(result).valid)
 
     try:
         return run_shard(

@@ -190,3 +190,96 @@ def sequence_status(valid: np.ndarray | FrameFlags, min_valid_frames: int) -> tu
     if n_valid >= min_valid_frames:
         return True, None
     return False, f"only {n_valid} valid frames of {n} (< {min_valid_frames} required)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Hard real videos: sideways frames and identity switches
+
+
+@dataclass
+class CheckedPerception:
+    """A clip's perception after the orientation and identity-continuity checks.
+
+    ``result`` is in the stored frames' pixels; ``rotation`` the degrees the frames were turned from
+    upright (undone for perception); ``continuity`` the tracklets; ``fields`` the per-sequence and
+    per-frame records for the frame store; ``error`` a reason the sequence must not be used (unsure
+    orientation, or a switch under the ``flag`` policy), else None.
+    """
+
+    result: PerceptionResult
+    rotation: int
+    orientation: Any
+    continuity: Any
+    fields: dict[str, np.ndarray]
+    error: str | None = None
+
+
+def perceive_checked(
+    frames: np.ndarray,
+    pose_backend: PoseBackend,
+    mask_backend: SegmentationBackend | None = None,
+    *,
+    orientation: str = "auto",
+    identity_switch: str = "keep_longest",
+    orientation_options: Any = None,
+    continuity_options: Any = None,
+) -> CheckedPerception:
+    """:func:`perceive` for image backends, with two checks for hard real videos.
+
+    ``orientation="auto"``: the clip's rotation is decided from the body axis of the first pass (or
+    rotated copies, see :mod:`.orientation`); a sideways clip is perceived again upright and the result
+    mapped back into the stored frames. Unsure → ``error``. ``identity_switch`` (``keep_longest``,
+    ``flag``, ``off``): tracklets split at identity switches (:mod:`.continuity`); ``keep_longest``
+    clears the frames outside the longest tracklet, ``flag`` sets ``error``.
+    """
+    from pipeline.perception import continuity as cont
+    from pipeline.perception import orientation as orient
+
+    frames = np.asarray(frames)
+    result = perceive(frames, pose_backend, mask_backend)
+    decision, rotation, error = None, 0, None
+    if orientation == "auto":
+        def estimate(clip: np.ndarray) -> np.ndarray:
+            return perceive(clip, pose_backend, None).pose.keypoints
+
+        decision = orient.decide(frames, result.pose.keypoints, estimate, orientation_options)
+        if decision.rotation is None:
+            error = f"orientation unsure: {decision.reason}"
+        elif decision.rotation:
+            rotation = decision.rotation
+            upright = orient.to_upright(frames, rotation)
+            up = perceive(upright, pose_backend, mask_backend)
+            keypoints = orient.points_from_upright(up.pose.keypoints, rotation, upright.shape[1:3])
+            pose = type(up.pose)(keypoints, up.pose.detected)
+            masks = None
+            if up.masks is not None:
+                masks = MaskResult(orient.masks_from_upright(up.masks.masks, rotation), up.masks.present)
+            result = PerceptionResult(pose, masks)
+    elif orientation != "off":
+        raise ValueError(f"orientation must be 'auto' or 'off', got {orientation!r}")
+    fields: dict[str, np.ndarray] = {orient.ROTATION_FIELD: np.int16(rotation)}
+    continuity = None
+    if identity_switch != "off":
+        stored = orient.to_upright(frames, rotation) if rotation else frames
+        pose_up = orient.points_to_upright(result.pose.keypoints, rotation, frames.shape[1:3]) if rotation else result.pose.keypoints
+        masks_up = None
+        if result.masks is not None:
+            masks_up = orient.to_upright(result.masks.masks, rotation) if rotation else result.masks.masks
+        continuity = cont.find_switches(
+            result.pose.detected, cont.boxes_from_keypoints(pose_up), stored, masks_up, continuity_options
+        )
+        keep = cont.apply_policy(continuity, identity_switch)
+        if continuity.switches and identity_switch == "flag" and error is None:
+            error = f"identity switch ({continuity.describe()}): the sequence holds more than one person"
+        if not keep.all():
+            pose = result.pose
+            keypoints, detected = pose.keypoints.copy(), pose.detected & keep
+            keypoints[~keep] = 0.0
+            result = PerceptionResult(type(pose)(keypoints, detected, pose.boxes), result.masks)
+            if result.masks is not None:
+                masks = result.masks.masks.copy()
+                masks[~keep] = False
+                result = PerceptionResult(result.pose, MaskResult(masks, result.masks.present & keep))
+        fields["identity_tracklet"] = continuity.tracklet
+        fields["seq:identity_switches"] = np.int16(len(continuity.switches))
+    return CheckedPerception(result, rotation, decision, continuity, fields, error)

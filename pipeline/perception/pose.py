@@ -6,11 +6,16 @@ flags in :mod:`.person`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.perception.person import flag_frames, make_perception, perceive
+import numpy as np
+
+from pipeline.perception.person import flag_frames, make_perception, perceive, perceive_checked
 from pipeline.perception.segmentation import mask_fields
+
+log = logging.getLogger(__name__)
 
 
 def run_pose_stage(
@@ -29,7 +34,13 @@ def run_pose_stage(
     pass also stores the segmentation masks, which the masks stage's ``from_pose`` backend reuses.
     ``backend="none"`` estimates nothing: every row is skipped with ``reason`` (stages that need pose
     repeat it)."""
-    from pipeline.io.sequences import groundtruth, load_rgb
+    from pipeline.io.sequences import frame_size, groundtruth, load_rgb
+    from pipeline.perception.orientation import (
+        ROTATION_FIELD,
+        groundtruth_rotation,
+        points_from_upright,
+        upright_size,
+    )
     from pipeline.runner import SkipSequence, StageOutput, run_shard
 
     if backend == "none":
@@ -66,13 +77,41 @@ def run_pose_stage(
         mediapipe_options={"follow": bool(mp_opts.get("follow_main_walker", True))},
     )
 
+    orientation = str(mp_opts.get("orientation", "auto"))
+    identity_switch = str(mp_opts.get("identity_switch", "keep_longest"))
+
     def process(row: dict) -> StageOutput:
         inputs: dict[str, Any] = {}
         frames = None
         if backend in ("mediapipe", "dwpose"):
             frames = load_rgb(row)
+            # Image backends: sideways frames are perceived upright, identity switches split (see person.py).
+            checked = perceive_checked(
+                frames, pose_backend, mask_backend, orientation=orientation, identity_switch=identity_switch
+            )
+            result = checked.result
+            arrays = dict(result.pose.to_fields("pose"))
+            if result.masks is not None:
+                arrays.update(mask_fields(result.masks))
+            arrays.update(checked.fields)
+            if checked.rotation:
+                log.info("%s: frames decode turned %d degrees; perceived upright", row["sequence_id"], checked.rotation)
+            if checked.continuity is not None and checked.continuity.switches:
+                log.info("%s: identity switches (%s); policy %s", row["sequence_id"], checked.continuity.describe(),
+                         identity_switch)  # fmt: skip
+            return StageOutput(arrays, flag_frames(result).valid, error=checked.error)
         elif backend == "groundtruth":
-            inputs["keypoints2d"] = groundtruth(row, "keypoints2d")
+            # The world's truth is upright; a sideways video's keypoints live in its stored frames.
+            rotation = groundtruth_rotation(row)
+            keypoints = groundtruth(row, "keypoints2d")
+            if rotation:
+                upright_hw = upright_size(frame_size(row), rotation)
+                keypoints = points_from_upright(keypoints, rotation, upright_hw)
+                keypoints[..., 2] = groundtruth(row, "keypoints2d")[..., 2]
+            inputs["keypoints2d"] = keypoints
+            result = perceive(frames, pose_backend, mask_backend, **inputs)
+            arrays = {**result.pose.to_fields("pose"), ROTATION_FIELD: np.int16(rotation)}
+            return StageOutput(arrays, flag_frames(result).valid)
         elif backend == "dataset":
             if not row.get("path_pose"):
                 raise SkipSequence("the dataset ships no pose for this sequence (path_pose is empty)")

@@ -243,6 +243,7 @@ def run_silhouettes_stage(
     values included, and aligned like masks otherwise. A frame is valid when the masks stage found the
     person in it and it holds more than OpenGait's minimum foreground."""
     from pipeline.contracts import read_frame_store
+    from pipeline.perception.orientation import stored_rotation, to_upright
     from pipeline.perception.segmentation import mask_width
     from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
 
@@ -273,7 +274,13 @@ def run_silhouettes_stage(
                 sils = output.arrays["sil"][output.valid]
                 export_opengait_pkl(sils, export_root, row["subject"], row["condition"], row["view"])
             return output
-        aligned = pretreat_from_store(masks, sid, mask_width(masks, sid, row))
+        width = mask_width(masks, sid, row)
+        rotation = stored_rotation(masks, sid)
+        if rotation:  # frames that decode sideways: silhouettes of the upright person
+            people = to_upright(unpack_masks(masks.get(sid, "mask"), width), rotation)
+            aligned = align_sequence(people)
+        else:
+            aligned = pretreat_from_store(masks, sid, width)
         total = masks.frame_count(sid)
         sils = np.zeros((total, 64, 64), np.uint8)
         valid = np.zeros(total, bool)

@@ -299,6 +299,8 @@ def run_skeleton_maps_stage(
 ) -> list[dict]:
     """SkeletonGait maps [T, 2, 64, 64] from the pose stage's COCO-17 keypoints."""
     from pipeline.contracts import read_frame_store
+    from pipeline.io.sequences import frame_size
+    from pipeline.perception.orientation import points_to_upright, stored_rotation
     from pipeline.runner import SkipSequence, StageOutput, run_shard, upstream_errors
 
     poses = read_frame_store(pose_store)
@@ -308,6 +310,9 @@ def run_skeleton_maps_stage(
         if sid not in poses:
             raise SkipSequence("pose stage stored nothing for this sequence")
         keypoints = poses.get(sid, "pose_keypoints")
+        rotation = stored_rotation(poses, sid)
+        if rotation:  # frames that decode sideways: the upright skeleton (maps are centred and scaled)
+            keypoints = points_to_upright(keypoints, rotation, frame_size(row))
         return StageOutput({"skeleton_map": skeleton_maps(keypoints, sigma=sigma)}, poses.get(sid, "valid"))
 
     return run_shard(

@@ -9,8 +9,9 @@ from pathlib import Path
 from pipeline.config import load_config, validate_config
 from pipeline.datasets import check_datasets
 from pipeline.gaitcrafter.config import check_gaitcrafter
+from pipeline.generation.config import check_generation
 
-SECTION_CHECKS = (check_datasets, check_gaitcrafter)
+SECTION_CHECKS = (check_datasets, check_gaitcrafter, check_generation)
 
 
 def validate_study(config: dict) -> dict:

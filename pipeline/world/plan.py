@@ -17,6 +17,9 @@ import numpy as np
 from pipeline.contracts import shard_name, shard_of
 
 FACTORS = ("body", "motion", "appearance")
+# Condition keys of the world's hard cases: recorded in a sequence's attributes only when set, so the
+# attributes of ordinary sequences stay as they were.
+HARD_CASE_KEYS = ("rotate", "walkers", "resolution", "frames")
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class SequencePlan:
     condition_spec: dict = field(default_factory=dict)
 
     def attributes(self, identity: IdentityPlan) -> dict:
-        return {
+        extra = {k: self.condition_spec[k] for k in HARD_CASE_KEYS if self.condition_spec.get(k)}
+        return extra | {
             "world_view_deg": self.view,
             "background": self.condition_spec.get("background", "studio"),
             "coat": bool(self.condition_spec.get("coat", False)),

@@ -79,6 +79,25 @@ class Rendered:
     K: np.ndarray  # [3, 3] intrinsics
     Rt: np.ndarray  # [T, 3, 4] world→camera extrinsics of every frame (camera shake included)
     background: str  # kind of the background
+    # With more than one walker (:func:`render_sequence` ``others``): which walker the ground truth above
+    # describes per frame (0 = the main walker, k = ``others[k - 1]``, -1 = nobody), and the visible
+    # mask of everyone else. None for a single walker.
+    walker: np.ndarray | None = None  # [T] int8
+    mask_other: np.ndarray | None = None  # [T, H, W] bool
+
+
+@dataclass
+class Walker:
+    """Another person in the scene (sequential or crossing walkers): posed joints, body, look, and the
+    frames where they are in the scene (``present`` [T] bool, None = every frame)."""
+
+    joints: np.ndarray
+    orientations: np.ndarray | None
+    body: BodyShape
+    appearance: Appearance
+    coat: bool = False
+    bag: bool = False
+    present: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -809,6 +828,9 @@ def render_sequence(
     camera: Camera,
     background: str | Background,
     rng: np.random.Generator,
+    present: np.ndarray | None = None,
+    others: list[Walker] | tuple[Walker, ...] = (),
+    main: np.ndarray | None = None,
 ) -> Rendered:
     """Render a walking sequence with its ground truth (see the module docstring for the conventions).
 
@@ -816,6 +838,12 @@ def render_sequence(
     relative to the rest pose (which faces +X), or None to derive the facing from the hip and collar lines.
     ``background`` is a :class:`Background` or a kind ('studio', 'wild') built here from ``rng``; a wild
     background's camera shake is applied to ``camera`` unless it already carries its own.
+
+    More than one person (the world's ``walkers`` covariate): ``present`` [T] bool says where the main
+    walker is in the scene, ``others`` adds more walkers, and ``main`` [T] int says whose ground truth
+    (mask, parts, keypoints) each frame stores (0 = the main walker, k = ``others[k - 1]``, -1 = nobody;
+    default: the main walker where present). Everyone is composited far to near; ``mask_other`` holds
+    the visible mask of the walkers not described.
     """
     joints = np.asarray(joints, dtype=float)
     n_frames = joints.shape[0]
@@ -825,6 +853,9 @@ def render_sequence(
         raise ValueError(f"background is {background.size}, camera is {(camera.width, camera.height)}")
     if camera.shake is None and background.shake_deg > 0:
         camera = camera.with_shake(rng, n_frames, background.shake_deg)
+    if others or present is not None:
+        walkers = [Walker(joints, orientations, body, appearance, coat, bag, present), *others]
+        return _render_walkers(walkers, camera, background, main)
     frames = _body_frames(joints, orientations)
     prims = build_primitives(joints, orientations, body, appearance, coat=coat, bag=bag, eye=camera.position)
     statics = _Statics.of(prims)
@@ -867,6 +898,98 @@ def render_sequence(
         Rt=camera.extrinsics(idx),
         background=background.kind,
     )
+
+
+@dataclass
+class _Person:
+    """One walker prepared for rendering: primitives, per-frame parameters, keypoint projections."""
+
+    statics: _Statics
+    params: np.ndarray
+    blobs: np.ndarray
+    present: np.ndarray
+    coco_xy: np.ndarray
+    coco_vis: _Visibility
+    smpl_xy: np.ndarray
+    smpl_vis: _Visibility
+    depth: np.ndarray  # [T, 24] joint depth
+
+
+def _prepare(walker: Walker, camera: Camera, background: Background, n_frames: int) -> _Person:
+    joints = np.asarray(walker.joints, dtype=float)
+    if joints.shape[0] != n_frames:
+        raise ValueError(f"every walker needs {n_frames} frames of joints, got {joints.shape[0]}")
+    frames = _body_frames(joints, walker.orientations)
+    prims = build_primitives(joints, walker.orientations, walker.body, walker.appearance, coat=walker.coat,
+                             bag=walker.bag, eye=camera.position)  # fmt: skip
+    params = np.ascontiguousarray(_frame_params(prims, camera, background.light, joints).transpose(0, 2, 1), np.float32)
+    idx = np.arange(n_frames)
+    coco_xy, coco_depth = camera.project(_coco_points(joints, frames, walker.body), idx)
+    smpl_xy, smpl_depth = camera.project(joints, idx)
+    coco_tol, smpl_tol = _keypoint_tolerance(walker.body)
+    present = np.ones(n_frames, bool) if walker.present is None else np.asarray(walker.present, bool)
+    if present.shape != (n_frames,):
+        raise ValueError(f"Walker.present must be [{n_frames}] bool, got {present.shape}")
+    return _Person(
+        statics=_Statics.of(prims), params=params, blobs=_shadow_blobs(joints, walker.body), present=present,
+        coco_xy=coco_xy, coco_vis=_Visibility.of(coco_xy, coco_depth, coco_tol, camera.width, camera.height),
+        smpl_xy=smpl_xy, smpl_vis=_Visibility.of(smpl_xy, smpl_depth, smpl_tol, camera.width, camera.height),
+        depth=smpl_depth,
+    )  # fmt: skip
+
+
+def _render_walkers(walkers: list[Walker], camera: Camera, background: Background, main: np.ndarray | None) -> Rendered:
+    """Several people in one scene: each rasterised on its own, composited far to near."""
+    n_frames = np.asarray(walkers[0].joints).shape[0]
+    people = [_prepare(w, camera, background, n_frames) for w in walkers]
+    if main is None:
+        main = np.where(people[0].present, 0, -1)
+    main = np.asarray(main, dtype=np.int8)
+    if main.shape != (n_frames,) or main.max() >= len(people) or main.min() < -1:
+        raise ValueError(f"main must be [{n_frames}] ints in -1..{len(people) - 1}")
+    light = {"ambient": background.ambient, "diffuse": 1.12 - background.ambient}
+    h, w = camera.height, camera.width
+    rgb = np.empty((n_frames, h, w, 3), np.uint8)
+    mask = np.zeros((n_frames, h, w), bool)
+    mask_other = np.zeros((n_frames, h, w), bool)
+    parts = np.zeros((n_frames, h, w, 3), np.uint8)
+    keypoints = np.zeros((n_frames, 17, 3), np.float32)
+    joints2d = np.zeros((n_frames, 24, 3), np.float32)
+    depth = np.zeros((n_frames, 24), np.float32)
+    for t in range(n_frames):
+        here = [k for k, p in enumerate(people) if p.present[t]]
+        here.sort(key=lambda k: -float(people[k].depth[t, J["pelvis"]]))  # far first
+        blobs = np.concatenate([people[k].blobs[t] for k in here]) if here else np.zeros((0, 5))
+        frame = background.frame(t, camera, blobs)
+        zbuf = np.full((h, w), np.inf, np.float32)
+        seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for k in here:
+            layer = _rasterise(people[k].statics, people[k].params[t], w, h, light)
+            m, pt, z = np.zeros((h, w), bool), np.zeros((h, w, 3), np.uint8), np.full((h, w), np.inf, np.float32)
+            _compose(frame, layer, m, pt, z)
+            for other in seen.values():  # this walker is nearer: it hides the ones drawn before
+                other[0][m] = False
+            seen[k] = (m, pt)
+            np.minimum(zbuf, z, out=zbuf)
+        g = int(main[t])
+        for k, (m, pt) in seen.items():
+            if k == g:
+                mask[t] = m
+                parts[t][m] = pt[m]
+            else:
+                mask_other[t] |= m
+        if g >= 0:
+            p = people[g]
+            keypoints[t, :, :2], joints2d[t, :, :2] = p.coco_xy[t], p.smpl_xy[t]
+            keypoints[t, :, 2] = p.coco_vis.at(t, zbuf) if p.present[t] else 0.0
+            joints2d[t, :, 2] = p.smpl_vis.at(t, zbuf) if p.present[t] else 0.0
+            depth[t] = p.depth[t]
+        rgb[t] = background.finish(t, frame)
+    idx = np.arange(n_frames)
+    return Rendered(
+        rgb=rgb, mask=mask, parts=parts, keypoints2d=keypoints, joints2d=joints2d, joints_depth=depth,
+        K=camera.K, Rt=camera.extrinsics(idx), background=background.kind, walker=main, mask_other=mask_other,
+    )  # fmt: skip
 
 
 def _compose(frame: np.ndarray, layer: _Layer | None, mask: np.ndarray, parts: np.ndarray, zbuf: np.ndarray) -> None:

@@ -8,6 +8,7 @@ rule guidance:
         manifest=get_source_manifest,
         pose_store="results/perception/{source}/pose/{shard}.npz",
         pose_status="results/perception/{source}/pose/{shard}.parquet",
+        masks_store="results/perception/{source}/masks/{shard}.npz",
     output:
         store="results/perception/{source}/guidance/{fmt}/{shard}.npz",
         status="results/perception/{source}/guidance/{fmt}/{shard}.parquet",

@@ -847,3 +847,8 @@ def make_posewarp_sparse(**options: Any) -> PoseWarp:
 def make_posewarp_dense(**options: Any) -> PoseWarp:
     """Texture transfer through the dense part maps (IUV) of the driving sequence."""
     return PoseWarp("dense", **options)
+
+
+# What each variant consumes, readable without building one (the config check uses it).
+make_posewarp_sparse.needs = VARIANTS["sparse"][0]  # type: ignore[attr-defined]
+make_posewarp_dense.needs = VARIANTS["dense"][0]  # type: ignore[attr-defined]

@@ -100,6 +100,8 @@ def _guidance_options(wildcards):
         guidance_format=wildcards.fmt,
         min_valid_frames=PERCEPTION["min_valid_frames"],
         nlf_model_path=PERCEPTION["nlf"]["model_path"],
+        # densepose on real video: approx_from_pose part maps from the pose and mask stages
+        masks_store=f"results/perception/{wildcards.source}/masks/{wildcards.shard}.npz",
         **stage_paths("pose", wildcards),
     )
 
