@@ -18,8 +18,8 @@ rule embed:
         shard=r"shard-\d{4}",
     threads: RECOGNISERS["threads"]
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli embed --spec {params.spec:q} > {log} 2>&1"

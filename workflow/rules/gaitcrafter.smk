@@ -47,8 +47,8 @@ rule gaitcrafter_quality:
         dataset=r"[^/]+",
     threads: GAITCRAFTER["threads"]
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=lambda wc, attempt: 6000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli gaitcrafter-quality --spec {params.spec:q} > {log} 2>&1"
@@ -69,8 +69,8 @@ rule gaitcrafter_novelty:
         dataset=r"[^/]+",
     threads: GAITCRAFTER["threads"]
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=lambda wc, attempt: 6000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli gaitcrafter-novelty --spec {params.spec:q} > {log} 2>&1"
@@ -94,8 +94,8 @@ rule gaitcrafter_synthesize:
         kind=alternation(GC_KINDS),
     threads: GAITCRAFTER["threads"]
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=lambda wc, attempt: 6000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli gaitcrafter-synthesize --spec {params.spec:q} > {log} 2>&1"
@@ -117,8 +117,8 @@ rule gaitcrafter_augment:
         variant=alternation([re.escape(v) for v in GC_VARIANTS]),
     threads: GAITCRAFTER["threads"]
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli gaitcrafter-augment --spec {params.spec:q} > {log} 2>&1"

@@ -23,8 +23,8 @@ rule guidance:
         fmt="openpose|densepose|smpl",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=lambda wc, attempt: 6000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage guidance --manifest {input.manifest} --shard {wildcards.shard}"

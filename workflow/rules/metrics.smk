@@ -19,8 +19,8 @@ rule metrics:
         source=r"gen/.+",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=lambda wc, attempt: 6000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli metrics --spec {params.settings:q} > {log} 2>&1"

@@ -31,8 +31,8 @@ rule perceive_generated:
         source=r"gen/.+",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=lambda wc, attempt: 6000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
         **CPU_RESOURCES,
     shell:
         "(python -m pipeline.cli stage pose --manifest {input.manifest} --shard shard-0000 --shards 1"

@@ -23,8 +23,8 @@ rule report:
     conda:
         "../envs/pipeline.yaml"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli report --spec {params.spec:q} > {log} 2>&1"

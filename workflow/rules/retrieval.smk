@@ -19,8 +19,8 @@ rule real_retrieval:
     wildcard_constraints:
         dataset=r"[^/]+",
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli real-retrieval --spec {params.spec:q} > {log} 2>&1"
@@ -41,8 +41,8 @@ rule evaluate_generated:
         source=r"gen/.+",
     threads: RECOGNISERS["threads"]
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli evaluate-generated --spec {params.spec:q} > {log} 2>&1"

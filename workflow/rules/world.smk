@@ -32,8 +32,8 @@ rule render_world_shard:
         shard=r"shard-\d{4}",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli world-render --spec {input.spec} --shard {wildcards.shard}"
