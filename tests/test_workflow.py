@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -181,7 +182,12 @@ def test_slurm_profile_dry_run(tmp_path):
     import yaml
 
     config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
-    config["cluster"] = {"account": "labacct", "gpu_partition": "gpuq", "gpu_model": "a100"}
+    config["cluster"] = {
+        "account": "labacct",
+        "cpu_partition": "cpuq",
+        "gpu_partition": "gpuq",
+        "gpu_model": "a100",
+    }
     config["models"]["magicanimate"] = {
         "generator": "magicanimate",
         "checkout": "/opt/magic-animate",
@@ -193,10 +199,10 @@ def test_slurm_profile_dry_run(tmp_path):
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    # From the repository root, exactly as users type it; --sdm overrides the profile's conda only
-    # because this machine has no conda; --directory keeps outputs out of the checkout.
+    # From the repository root, exactly as users type it (the profile deploys no software, so this
+    # works without conda); --directory keeps outputs out of the checkout.
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "--sdm", "env-modules",
+        [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n",
          "--configfile", str(path), "--directory", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
@@ -210,6 +216,14 @@ def test_slurm_profile_dry_run(tmp_path):
     cpu = [block for block in result.stdout.split("\n\n") if "rule gaitcrafter_augment:" in block]
     assert cpu and not any("gpu=" in b or "gpuq" in b for b in cpu)
     assert "--gres" not in result.stdout
+    # Every job that is submitted (not a local rule) carries the account and a partition.
+    local = set(re.findall(r"^    (\w+),$", (ROOT / "workflow/rules/localrules.smk").read_text(), re.M))
+    assert "world_spec" in local
+    jobs = re.findall(r"^rule (\w+):\n(.*?)(?=\n\n|\Z)", result.stdout, re.M | re.S)
+    submitted = [(rule, block) for rule, block in jobs if rule not in local and rule != "all"]
+    assert submitted
+    for rule, block in submitted:
+        assert "slurm_account=labacct" in block and "slurm_partition=" in block, (rule, block)
 
 
 @pytest.mark.slow
