@@ -19,12 +19,15 @@ from pipeline.runner import STAGE_STATUS
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
+# No test talks to SLURM: SLURM_CONF=/dev/null makes the SLURM plugin's import-time `scontrol show
+# config` fail at once instead of waiting up to 10 s for an unreachable controller (README).
+NO_SLURM = {"SLURM_CONF": os.devnull}
 
 
 def snakemake(
     workdir: Path, *args: str, config: Path = ROOT / ".test" / "config.yaml"
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, **NO_SLURM, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
         [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args],
         capture_output=True,
@@ -198,7 +201,7 @@ def test_slurm_profile_dry_run(tmp_path):
     config["gaitcrafter"]["resources"] = {"gpu": 1, "mem_mb": 16000, "runtime": 120}  # its training job
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, **NO_SLURM, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     # From the repository root, exactly as users type it (the profile deploys no software, so this
     # works without conda); --directory keeps outputs out of the checkout.
     result = subprocess.run(
