@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,12 +19,15 @@ from pipeline.runner import STAGE_STATUS
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
+# No test talks to SLURM: SLURM_CONF=/dev/null makes the SLURM plugin's import-time `scontrol show
+# config` fail at once instead of waiting up to 10 s for an unreachable controller (README).
+NO_SLURM = {"SLURM_CONF": os.devnull}
 
 
 def snakemake(
     workdir: Path, *args: str, config: Path = ROOT / ".test" / "config.yaml"
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, **NO_SLURM, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
         [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args],
         capture_output=True,
@@ -181,7 +185,12 @@ def test_slurm_profile_dry_run(tmp_path):
     import yaml
 
     config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
-    config["cluster"] = {"account": "labacct", "gpu_partition": "gpuq", "gpu_model": "a100"}
+    config["cluster"] = {
+        "account": "labacct",
+        "cpu_partition": "cpuq",
+        "gpu_partition": "gpuq",
+        "gpu_model": "a100",
+    }
     config["models"]["magicanimate"] = {
         "generator": "magicanimate",
         "checkout": "/opt/magic-animate",
@@ -192,11 +201,11 @@ def test_slurm_profile_dry_run(tmp_path):
     config["gaitcrafter"]["resources"] = {"gpu": 1, "mem_mb": 16000, "runtime": 120}  # its training job
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    # From the repository root, exactly as users type it; --sdm overrides the profile's conda only
-    # because this machine has no conda; --directory keeps outputs out of the checkout.
+    env = {**os.environ, **NO_SLURM, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # From the repository root, exactly as users type it (the profile deploys no software, so this
+    # works without conda); --directory keeps outputs out of the checkout.
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "--sdm", "env-modules",
+        [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n",
          "--configfile", str(path), "--directory", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
@@ -210,6 +219,14 @@ def test_slurm_profile_dry_run(tmp_path):
     cpu = [block for block in result.stdout.split("\n\n") if "rule gaitcrafter_augment:" in block]
     assert cpu and not any("gpu=" in b or "gpuq" in b for b in cpu)
     assert "--gres" not in result.stdout
+    # Every job that is submitted (not a local rule) carries the account and a partition.
+    local = set(re.findall(r"^    (\w+),$", (ROOT / "workflow/rules/localrules.smk").read_text(), re.M))
+    assert "world_spec" in local
+    jobs = re.findall(r"^rule (\w+):\n(.*?)(?=\n\n|\Z)", result.stdout, re.M | re.S)
+    submitted = [(rule, block) for rule, block in jobs if rule not in local and rule != "all"]
+    assert submitted
+    for rule, block in submitted:
+        assert "slurm_account=labacct" in block and "slurm_partition=" in block, (rule, block)
 
 
 @pytest.mark.slow

@@ -56,6 +56,11 @@ WORLD_DATASETS = sorted(name for name, d in DATASETS.items() if d["kind"] == "wo
 EXTERNAL_DATASETS = sorted(name for name, d in DATASETS.items() if d["kind"] != "world")
 
 
+def per_attempt(amount):
+    """A resource that grows with the attempt number (mem_mb, runtime), so a retry gets what it needs."""
+    return lambda wildcards, attempt: amount * attempt
+
+
 def alternation(names):
     """A wildcard regex matching exactly these names (or nothing, for an empty list)."""
     return "|".join(names) if names else "(?!x)x"

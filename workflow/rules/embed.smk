@@ -19,8 +19,8 @@ rule embed:
         shard=r"shard-\d{4}",
     threads: RECOGNISERS["threads"]
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(120),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli embed --spec {params.spec:q} > {log} 2>&1"

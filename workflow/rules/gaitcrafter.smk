@@ -48,8 +48,8 @@ rule gaitcrafter_quality:
         dataset=r"[^/]+",
     threads: GAITCRAFTER["threads"]
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(60),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli gaitcrafter-quality --spec {params.spec:q} > {log} 2>&1"
@@ -70,8 +70,8 @@ rule gaitcrafter_novelty:
         dataset=r"[^/]+",
     threads: GAITCRAFTER["threads"]
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(60),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli gaitcrafter-novelty --spec {params.spec:q} > {log} 2>&1"
@@ -95,8 +95,8 @@ rule gaitcrafter_synthesize:
         kind=alternation(GC_KINDS),
     threads: GAITCRAFTER["threads"]
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(60),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli gaitcrafter-synthesize --spec {params.spec:q} > {log} 2>&1"
@@ -118,8 +118,8 @@ rule gaitcrafter_augment:
         variant=alternation([re.escape(v) for v in GC_VARIANTS]),
     threads: GAITCRAFTER["threads"]
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(240),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli gaitcrafter-augment --spec {params.spec:q} > {log} 2>&1"

@@ -25,8 +25,8 @@ rule guidance:
         fmt="openpose|densepose|smpl",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(120),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage guidance --manifest {input.manifest} --shard {wildcards.shard}"

@@ -20,8 +20,8 @@ rule masks:
         shard=r"shard-\d{4}",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(120),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage masks --manifest {input.manifest} --shard {wildcards.shard}"

@@ -20,8 +20,8 @@ rule metrics:
         source=r"gen/.+",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(120),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli metrics --spec {params.settings:q} > {log} 2>&1"

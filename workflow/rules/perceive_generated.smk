@@ -32,8 +32,8 @@ rule perceive_generated:
         source=r"gen/.+",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(120),
         **CPU_RESOURCES,
     shell:
         "(python -m pipeline.cli stage pose --manifest {input.manifest} --shard shard-0000 --shards 1"

@@ -20,8 +20,8 @@ rule pose:
         shard=r"shard-\d{4}",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(120),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage pose --manifest {input.manifest} --shard {wildcards.shard}"

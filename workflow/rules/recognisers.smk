@@ -21,8 +21,8 @@ rule train_recogniser:
         recogniser="|".join(re.escape(name) for name in REC_NAMES) or "(?!x)x",
     threads: RECOGNISERS["threads"]
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(240),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli train-recogniser --spec {params.spec:q} > {log} 2>&1"

@@ -24,8 +24,8 @@ rule report:
     conda:
         "../envs/pipeline.yaml"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(60),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli report --spec {params.spec:q} > {log} 2>&1"

@@ -20,8 +20,8 @@ rule real_retrieval:
     wildcard_constraints:
         dataset=r"[^/]+",
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=per_attempt(16000),
+        runtime=per_attempt(60),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli real-retrieval --spec {params.spec:q} > {log} 2>&1"
@@ -42,8 +42,8 @@ rule evaluate_generated:
         source=r"gen/.+",
     threads: RECOGNISERS["threads"]
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(120),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli evaluate-generated --spec {params.spec:q} > {log} 2>&1"

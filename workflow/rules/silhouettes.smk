@@ -22,8 +22,8 @@ rule silhouettes:
         shard=r"shard-\d{4}",
     threads: 1
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(120),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli stage silhouettes --manifest {input.manifest} --shard {wildcards.shard}"

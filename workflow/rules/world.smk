@@ -13,6 +13,8 @@ rule world_spec:
         "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=alternation(WORLD_DATASETS),
+    resources:
+        **CPU_RESOURCES,  # a local rule under SLURM; account and partition when localrules are left out
     shell:
         "python -m pipeline.cli world-spec --spec {params.spec:q} --out {output} > {log} 2>&1"
 
@@ -33,8 +35,8 @@ rule render_world_shard:
         shard=r"shard-\d{4}",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
         **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli world-render --spec {input.spec} --shard {wildcards.shard}"
