@@ -59,13 +59,16 @@ def require_datasets(config: dict) -> None:
         raise ConfigError(NO_DATASETS)
 
 
-def validate_config(config: dict, checks: Sequence[Callable[[dict], None]] = ()) -> dict:
+def validate_config(
+    config: dict, checks: Sequence[Callable[[dict], None]] = (), *, allow_empty: bool = False
+) -> dict:
     """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`.
 
     ``checks`` are the owning packages' checks of their own sections (run after the schema and the
     cross-references; :func:`pipeline.study.config.validate_study` passes them all), so this module
-    imports no stage."""
-    require_datasets(config)
+    imports no stage. ``allow_empty``: a study without datasets is valid (it plans nothing)."""
+    if not allow_empty:
+        require_datasets(config)
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     # Two passes: defaults are filled while validating, and nested defaults may enable further checks.

@@ -48,10 +48,11 @@ def test_demo_study_plans_the_world(repo_like):
     assert "rule render_world_shard:" in result.stdout and "rule train_recogniser:" in result.stdout
 
 
-def test_no_study_fails_with_a_clear_message(repo_like):
-    """`snakemake` with only the template: stopped before any job, saying where datasets go."""
+def test_no_study_plans_nothing_and_says_where_datasets_go(repo_like):
+    """`snakemake` with only the template: no job, and a warning saying where datasets go (a dry-run,
+    also with the SLURM profile, still runs from the repository root)."""
     result = snakemake(repo_like, "-n", config=repo_like / "config/config.yaml")
-    assert result.returncode != 0
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "no datasets configured" in result.stderr + result.stdout
     assert "config/demo.yaml" in result.stderr + result.stdout
     assert not (repo_like / "results").exists()

@@ -14,9 +14,10 @@ from pipeline.generation.config import check_generation
 SECTION_CHECKS = (check_datasets, check_gaitcrafter, check_generation)
 
 
-def validate_study(config: dict) -> dict:
-    """Validate ``config`` in place (filling defaults) with every section check; return it."""
-    return validate_config(config, SECTION_CHECKS)
+def validate_study(config: dict, *, allow_empty: bool = False) -> dict:
+    """Validate ``config`` in place (filling defaults) with every section check; return it.
+    ``allow_empty``: no datasets is valid (the workflow then plans nothing and says why)."""
+    return validate_config(config, SECTION_CHECKS, allow_empty=allow_empty)
 
 
 def load_study(path: str | Path) -> dict:
