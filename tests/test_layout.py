@@ -113,9 +113,10 @@ def test_every_module_has_a_layer_and_imports_run_downward():
 def test_rule_files_name_an_existing_stage_module():
     """Each rule file's header names the pipeline module that does its work, and that module exists."""
     for rule_file in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
-        if rule_file.name == "common.smk":
+        text = rule_file.read_text()
+        if "\nrule " not in text:  # common.smk, localrules.smk: no stage of their own
             continue
-        header = rule_file.read_text().split("\nrule ", 1)[0]
+        header = text.split("\nrule ", 1)[0]
         paths = re.findall(r"pipeline/[\w/]+(?:\.py)?", header)
         assert paths, f"{rule_file.name}: its header names no pipeline module"
         for path in paths:
