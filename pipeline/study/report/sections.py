@@ -307,7 +307,9 @@ def noise_floor_lines(diag: pl.DataFrame, model: str = NOISE_FLOOR_MODEL) -> lis
 
 
 def _text_ci(row: Mapping[str, Any], digits: int) -> str:
-    ci = "" if row.get("ci_low") is None else f" [{fmt(row['ci_low'], digits)}, {fmt(row['ci_high'], digits)}]"
+    ci = (
+        "" if row.get("ci_low") is None else f" [{fmt(row['ci_low'], digits)}, {fmt(row['ci_high'], digits)}]"
+    )
     return fmt(row["mean"], digits) + ci
 
 
