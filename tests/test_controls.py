@@ -11,6 +11,8 @@ output with the perceived driving video.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -256,3 +258,21 @@ def test_bad_params_and_missing_inputs_are_named(scene):
         run("oracle-slide", scene["figure"], headless, None)
     with pytest.raises(ValueError, match="takes no options"):
         make_generator("oracle-tempo", factor=1.2)
+
+
+def test_the_calibration_study_validates_and_its_params_are_accepted(scene):
+    """benchmarks/diagnostics_calibration.py's study: schema-valid, every model's params taken by its generator."""
+    import importlib.util
+
+    from pipeline.study.config import validate_study
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnostics_calibration.py"
+    spec = importlib.util.spec_from_file_location("diagnostics_calibration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = validate_study(module.study(6))
+    assert config["sweep"]["models"] == list(module.MODELS)
+    for name, model in config["models"].items():
+        params = model.get("params", {})
+        out = run(model["generator"], scene["figure"], scene["kp"], scene["masks"], **params)
+        assert out.notes.get("params", {}) == params and (name == "oracle" or params)
