@@ -23,9 +23,11 @@ from pipeline.study.report.common import (
     Tables,
     decimals,
     fmt,
+    label,
     load_tables,
 )
 from pipeline.study.report.page import build_report
+from pipeline.study.report.sections import diagnostics_section, noise_floor_lines
 from pipeline.study.report.strips import Strip, StripChooser, strip_image
 from pipeline.study.report.summary import summary_sentences
 
@@ -297,3 +299,22 @@ def test_snakemake_captions_render_as_rst():
     assert "oracle, posewarp-dense" in Environment().from_string(
         (folder / "workflow.rst").read_text()
     ).render(snakemake=snakemake)
+
+
+def test_diagnostics_section_shows_the_oracle_as_the_noise_floor(study):
+    """One line per diagnostic, its numbers the oracle rows of the diagnostics table; none without them."""
+    section = _section(study["html"].read_text(encoding="utf-8"), "diagnostics")
+    lines = [_text(li) for li in re.findall(r"<li>(.*?)</li>", section, re.S)]
+    diag = pl.read_parquet(study["tables"] / "diagnostics.parquet")
+    oracle = diag.filter(pl.col("model") == "oracle")
+    metrics = oracle.get_column("metric").unique(maintain_order=True).to_list()
+    assert len(lines) == len(metrics) == 5
+    for metric in metrics:
+        line = next(x for x in lines if x.startswith(f"oracle (noise floor): {label(metric)} "))
+        for r in oracle.filter(pl.col("metric") == metric).iter_rows(named=True):
+            digits = decimals(metric)
+            cell = f"{fmt(r['mean'], digits)} [{fmt(r['ci_low'], digits)}, {fmt(r['ci_high'], digits)}]"
+            assert f"{cell} ({r['dataset']} · {r['scenario']})" in line
+    without = Tables({"diagnostics": diag.filter(pl.col("model") != "oracle")}, {})
+    assert noise_floor_lines(without["diagnostics"]) == []
+    assert "noise floor" not in diagnostics_section(without, SimpleNamespace(html=lambda *a: ""))

@@ -280,6 +280,39 @@ def correlations_section(t: Tables, plots: Plots) -> str:
     )  # fmt: skip
 
 
+# What each diagnostic reads on a perfect generator and its unit (pipeline.evaluation.diagnostics).
+DIAGNOSTIC_ZERO = {
+    "flow_divergence": "0 px/frame", "thickening_index": "1 (ratio)", "foot_sliding": "0 body heights/s",
+    "arm_swing_error": "0 (relative)", "cadence_error": "0 steps/min",
+}  # fmt: skip
+NOISE_FLOOR_MODEL = "oracle"
+
+
+def noise_floor_lines(diag: pl.DataFrame, model: str = NOISE_FLOOR_MODEL) -> list[str]:
+    """One line per diagnostic: the oracle's mean [95 % CI] in every cell of the diagnostics table
+    (dataset · scenario), the noise floor of re-perceiving the driving video; nothing without oracle rows."""
+    oracle = diag.filter(pl.col("model") == model) if not diag.is_empty() else diag
+    lines = []
+    for metric in DIAGNOSTICS:
+        cells = [
+            f"{_text_ci(r, decimals(metric))} ({r['dataset']} · {r['scenario']})"
+            for r in oracle.filter(pl.col("metric") == metric).iter_rows(named=True)
+            if r["mean"] is not None
+        ]
+        if cells:
+            lines.append(
+                f"{model} (noise floor): {label(metric)} {', '.join(cells)}; perfect = {DIAGNOSTIC_ZERO[metric]}"
+            )
+    return lines
+
+
+def _text_ci(row: Mapping[str, Any], digits: int) -> str:
+    ci = (
+        "" if row.get("ci_low") is None else f" [{fmt(row['ci_low'], digits)}, {fmt(row['ci_high'], digits)}]"
+    )
+    return fmt(row["mean"], digits) + ci
+
+
 def diagnostics_section(t: Tables, plots: Plots) -> str:
     diag = t["diagnostics"]
     table = (
@@ -287,6 +320,13 @@ def diagnostics_section(t: Tables, plots: Plots) -> str:
         if not diag.is_empty()
         else empty(f"No diagnostics: {t.why_empty('diagnostics')}.")
     )
+    floor = noise_floor_lines(diag)
+    if floor:
+        table = (
+            "<p>The oracle (the driving video itself, re-perceived) is each diagnostic's noise floor: a "
+            "generator's value inside the oracle's interval is not distinguishable from a perfect one.</p>"
+            '<ul class="noise-floor">' + "".join(f"<li>{esc(line)}</li>" for line in floor) + "</ul>" + table
+        )
     return table + plots.html(
         "diagnostics",
         "Per-video diagnostics per model (scenarios pooled): box = quartiles, whiskers = 1.5 IQR.",
