@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -114,15 +113,10 @@ def main() -> int:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="diag-calibration-"))
     work.mkdir(parents=True, exist_ok=True)
-    config_path = work / "study.yaml"
-    config_path.write_text(yaml.safe_dump(study(args.identities)))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.setdefault("SLURM_CONF", "/dev/null")
     start = time.monotonic()
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile"),
-               "--directory", str(work), "--configfile", str(config_path), "--replace-workflow-config",
-               "--cores", str(args.cores), "results/aggregate/diagnostics.parquet", "-q"]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    from _study import run_study  # beside this script (run as a script: its folder is on sys.path)
+
+    result = run_study(study(args.identities), work, args.cores, "results/aggregate/diagnostics.parquet")
     if result.returncode:
         print(result.stdout[-3000:], result.stderr[-3000:])
         return 1
