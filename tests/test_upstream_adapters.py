@@ -74,13 +74,16 @@ def make_checkout(tmp_path: Path, model: str, entry_source: str | None = None) -
     entry.write_text(entry_source if entry_source is not None else _entry_script(model))
     if model == "magicanimate":
         weights = {
-            "pretrained_model_path": "pretrained/sd15/unet.bin",
             "pretrained_vae_path": "pretrained/vae.bin",
             "pretrained_controlnet_path": "pretrained/MagicAnimate/densepose_controlnet.bin",
             "pretrained_appearance_encoder_path": "pretrained/MagicAnimate/appearance_encoder.bin",
             "motion_module": "pretrained/MagicAnimate/temporal_attention.ckpt",
         }
         _touch(root, *weights.values(), "configs/inference/inference.yaml")
+        # the SD1.5 folder: from_pretrained_2d reads unet/config.json and unet/diffusion_pytorch_model.bin
+        weights["pretrained_model_path"] = "pretrained/sd15"
+        _touch(root, "pretrained/sd15/unet/diffusion_pytorch_model.bin")
+        (root / "pretrained/sd15/unet/config.json").write_text('{"_class_name": "UNet2DConditionModel"}')
         prompt = {**weights, "pretrained_unet_path": "", "savename": None, "fusion_blocks": "midup", "seed": [1],
                   "steps": 25, "guidance_scale": 7.5, "source_image": ["inputs/a.png"], "video_path": ["inputs/a.mp4"],
                   "inference_config": "configs/inference/inference.yaml", "size": 512, "L": 16, "S": 1, "I": 0,

@@ -225,6 +225,10 @@ def magicanimate(argv: list[str]) -> None:
         fail("steps must be int and guidance_scale a number")
     if not isinstance(cfg["savename"], str) or not cfg["savename"]:
         fail("savename must be set (null gives a timestamped dir the adapter cannot find)")
+    if cfg["guidance_scale"] <= 1:  # upstream always splits its text embeddings in two (CFG on)
+        fail(f"guidance_scale {cfg['guidance_scale']} <= 1: IndexError in pipeline_animation (as upstream)")
+    if int(cfg["size"]) % 8:
+        fail(f"size {cfg['size']}: height and width have to be divisible by 8 (as upstream's check_inputs)")
     sources, videos, size = cfg["source_image"], cfg["video_path"], int(cfg["size"])
     if len(sources) != len(videos) or not videos:
         fail("source_image and video_path must be parallel, non-empty lists")
@@ -246,7 +250,8 @@ def magicanimate(argv: list[str]) -> None:
         generated = counter_frames(reference, len(control), idx * CASE_STRIDE)
         stem = f"{os.path.basename(source).split('.')[0]}_{os.path.basename(video)[:-4]}"
         if not os.environ.get("STANDIN_GRID_ONLY"):
-            write_video(savedir / f"{stem}.mp4", generated, 25)
+            # one video: make_grid returns it unpadded, but imageio still scales it to 16-pixel blocks
+            write_video(savedir / f"{stem}.mp4", make_grid([generated], gap=0, border=0, macro_block=16), 25)
         grid = make_grid(
             [np.repeat(reference[None], len(control), 0), control, generated], gap=2, border=2, macro_block=16
         )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -147,7 +148,11 @@ def _fake_xformers() -> None:
     package = types.ModuleType("xformers")
     package.__version__ = "0.0.0+cpushim"
     package.__path__ = []  # a package, so that `import xformers.ops` works
+    # find_spec() of a module in sys.modules returns its __spec__; no distribution metadata, so
+    # diffusers' is_xformers_available() stays False and upstream takes its plain-attention path
+    package.__spec__ = importlib.machinery.ModuleSpec("xformers", None, is_package=True)
     ops = types.ModuleType("xformers.ops")
+    ops.__spec__ = importlib.machinery.ModuleSpec("xformers.ops", None)
     ops.memory_efficient_attention = memory_efficient_attention
     package.ops = ops
     sys.modules["xformers"], sys.modules["xformers.ops"] = package, ops

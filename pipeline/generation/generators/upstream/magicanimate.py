@@ -20,8 +20,10 @@ generated-only video and falls back to cropping panel 2 of the grid.
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ from pipeline.generation.generators.base import (
 )
 from pipeline.generation.generators.upstream.common import (
     GridLayout,
+    UpstreamConfig,
+    UpstreamConfigError,
     UpstreamGenerator,
     UpstreamSpec,
     Window,
@@ -100,8 +104,75 @@ GRID_PANELS, GENERATED_PANEL = 3, 2
 SPEC = UpstreamSpec("magicanimate", ("parts",), REPO, COMMIT, ENTRY_FILES, DEFAULTS, RESOURCES, fixed=FIXED, prompt_config=PROMPT_CONFIG, weight_keys=WEIGHT_KEYS)  # fmt: skip
 
 
+# Upstream limits the shared parameter checks do not know; both crash upstream only after every model
+# has loaded (found running the real code with tiny weights, benchmarks/upstream_smoke.py).
+GUIDANCE_NOTE = (
+    "pipeline_animation.py always runs classifier-free guidance (it splits the ControlNet text "
+    "embeddings in two halves), so guidance_scale <= 1 crashes it; use a value > 1 (upstream: 7.5)"
+)
+SIZE_MULTIPLE = 8  # pipeline_animation.check_inputs: height and width divisible by 8
+
+
+def check_params(params: Mapping[str, Any], where: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming ``where.<key>`` for a value upstream cannot run."""
+    if float(params["guidance_scale"]) <= 1.0:
+        raise error(f"{where}.guidance_scale = {params['guidance_scale']!r}: {GUIDANCE_NOTE}")
+    if int(params["size"]) % SIZE_MULTIPLE:
+        raise error(
+            f"{where}.size = {params['size']!r}: MagicAnimate needs a multiple of {SIZE_MULTIPLE} "
+            "(pipeline_animation.check_inputs); upstream's default is 512"
+        )
+
+
+def check_unet_folder(config: UpstreamConfig, data: Mapping[str, Any]) -> Path:
+    """The SD1.5 UNet folder upstream's ``UNet3DConditionModel.from_pretrained_2d`` reads.
+
+    It opens ``config.json`` and ``diffusion_pytorch_model.bin`` by name (a folder with only
+    ``.safetensors`` fails), and passes the config's ``mid_block_type`` to the 3D UNet unchanged: a
+    config re-saved by a newer diffusers names ``UNetMidBlock2DCrossAttn``, which the 3D UNet rejects
+    (SD1.5's own config has no such key). Both only fail after the text encoder has loaded on the node.
+    """
+    own = data.get("pretrained_unet_path")
+    key = "pretrained_unet_path" if own else "pretrained_model_path"
+    folder = config.resolve(str(own)) if own else config.resolve(str(data[key])) / "unet"
+    where = f"{key} (point {config.key('weights.' + key)} to an SD1.5 folder in diffusers layout)"
+    for name in ("config.json", "diffusion_pytorch_model.bin"):
+        if not (folder / name).is_file():
+            raise UpstreamConfigError(
+                f"not found: {folder / name}, which MagicAnimate's UNet3DConditionModel.from_pretrained_2d "
+                f"reads by that name, from {where}"
+            )
+    try:
+        unet = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise UpstreamConfigError(f"cannot read {folder / 'config.json'} ({err}), from {where}") from err
+    mid = unet.get("mid_block_type") if isinstance(unet, dict) else None
+    if mid not in (None, "UNetMidBlock3DCrossAttn"):
+        raise UpstreamConfigError(
+            f"{folder / 'config.json'} has mid_block_type {mid!r}, which MagicAnimate's 3D UNet rejects "
+            "(SD1.5's original config has no mid_block_type; a copy re-saved by a newer diffusers "
+            f"adds it): use the original SD1.5 unet config, from {where}"
+        )
+    return folder
+
+
 class MagicAnimateGenerator(UpstreamGenerator, spec=SPEC):
     """MagicAnimate through its own ``animation.py``; options: the ``models.magicanimate`` keys."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        check_params(self.defaults, self.config.key("defaults"), UpstreamConfigError)
+
+    def params_for(self, job: GenerationJob) -> dict[str, Any]:
+        params = super().params_for(job)
+        check_params(params, f"job {job.job_id} params", GenerationError)
+        return params
+
+    def _check_weights(self) -> None:
+        """The paths exist (base class); the UNet folder is one ``from_pretrained_2d`` can read."""
+        super()._check_weights()
+        data = apply_weights(self.config, load_upstream_yaml(self.config, PROMPT_CONFIG), PROMPT_CONFIG)
+        check_unet_folder(self.config, data)
 
     def _generate(self, job: GenerationJob, params: dict[str, Any], work: Path) -> GeneratedVideo:
         driving = job.driving
