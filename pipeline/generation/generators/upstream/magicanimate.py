@@ -14,8 +14,14 @@ What the adapter hands upstream (facts: ``/work/shared/reference/animators.md`` 
 
 Upstream writes ``samples/<savename>/videos/<src>_<vid>.mp4`` (generated frames only, 25 fps) and
 ``.../<src>_<vid>/grid.mp4`` ([source | control | generated], torchvision ``make_grid`` with 2-pixel
-padding, possibly scaled up to whole 16-pixel macro blocks by imageio). The adapter reads the
-generated-only video and falls back to cropping panel 2 of the grid.
+padding). imageio scales both up to whole 16-pixel macro blocks (size 72 gives an 80x80 generated-only
+video; three 64-pixel panels give a 68x200 grid written as 80x208: measured on upstream's output). The
+adapter reads the generated-only video and falls back to cropping panel 2 of the grid.
+
+Checked against the real code with tiny random weights (``benchmarks/upstream_smoke.py``, docs/architecture.md
+"Upstream animators against their real code"): ``guidance_scale`` must be > 1 and ``size`` a multiple of 8,
+and the SD1.5 UNet folder must hold the ``config.json`` and ``diffusion_pytorch_model.bin`` that
+``from_pretrained_2d`` opens; the adapter refuses anything else before a job starts.
 """
 
 from __future__ import annotations
