@@ -17,7 +17,9 @@ What it does:
    node) plus the overrides, and generates one video per sequence (driving = one sequence, reference =
    first frame of the other), checking that each video has the driving sequence's frame count and size;
 4. prints one JSON line: the upstream commit, how far it ran, frames generated, seconds per generated
-   frame and the adapter's overhead (preparation + ingestion) as a share of the job.
+   frame and the adapter's overhead (preparation + ingestion) as a share of the job; when the upstream
+   fails (or the adapter refuses the config) the line says ``"reached": "failed"`` with the error and
+   its stderr tail, and the exit code is 1.
 
 Timing: CPU seconds from ``getrusage``: the adapter's own preparation and ingestion run in this
 process (RUSAGE_SELF), the upstream command in a child (RUSAGE_CHILDREN). Wall seconds are reported
@@ -225,8 +227,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if CONTRACT_KEY in overrides:
         report.update(reached="contract level", details=overrides[CONTRACT_KEY])
     else:
+        from pipeline.generation.generators import GenerationError
+
         jobs = make_jobs(render_world(args.frames))
-        report.update(sequences=len(jobs), **run_jobs(args.model, adapter_options(args, overrides), jobs))
+        try:
+            report.update(sequences=len(jobs), **run_jobs(args.model, adapter_options(args, overrides), jobs))
+        except (GenerationError, ValueError) as err:  # the upstream failed, or the adapter refused the config
+            report.update(reached="failed", error=str(err)[-3000:])
+            print(json.dumps(report), flush=True)
+            raise SystemExit(1) from err
     print(json.dumps(report), flush=True)
     return report
 

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import upstream_smoke  # noqa: E402
+
+from tests.test_upstream_adapters import make_checkout  # noqa: E402
 
 SHIM = ROOT / "benchmarks" / "upstream_tiny" / "cpu_shim"
 
@@ -118,3 +121,66 @@ def test_world_jobs_carry_every_guidance(tmp_path: Path) -> None:
         assert driving.smpl_mm.shape == (8, 24, 3)
         assert driving.masks.shape == (8, driving.height, driving.width)
         assert job.reference.sequence_id != driving.sequence_id  # the other sequence's first frame
+
+
+def _fake_tiny(monkeypatch: pytest.MonkeyPatch, overrides: dict[str, object]) -> None:
+    """``upstream_tiny.magicanimate`` whose prepare() returns ``overrides`` (no upstream env needed)."""
+    module = types.ModuleType("upstream_tiny.magicanimate")
+    module.prepare = lambda checkout, python, work, device: dict(overrides)
+    monkeypatch.setitem(sys.modules, "upstream_tiny.magicanimate", module)
+
+
+def test_smoke_runs_the_adapter_end_to_end_on_two_world_sequences(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Against the stand-in checkout, through the shim: the JSON line the table is built from."""
+    checkout = make_checkout(tmp_path, "magicanimate")
+    _fake_tiny(monkeypatch, {"defaults": {"steps": 2}})
+    argv = [
+        "--model",
+        "magicanimate",
+        "--checkout",
+        str(checkout),
+        "--python",
+        sys.executable,
+        "--frames",
+        "8",
+    ]
+    report = upstream_smoke.main([*argv, "--work", str(tmp_path / "work")])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == report
+    assert report["reached"] == "end to end" and report["sequences"] == 2 and report["shim"] is True
+    assert report["generated_frames"] == 16 and [j["driving_frames"] for j in report["jobs"]] == [8, 8]
+    assert report["upstream_cpu_s"] > 0 and 0 < report["adapter_overhead_share_cpu"] < 1
+    assert report["pinned_commit"] == "d2bc3bc"
+
+
+def test_smoke_reports_a_refused_config_as_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkout = make_checkout(tmp_path, "magicanimate")
+    _fake_tiny(monkeypatch, {"defaults": {"guidance_scale": 1.0}})
+    argv = [
+        "--model",
+        "magicanimate",
+        "--checkout",
+        str(checkout),
+        "--python",
+        sys.executable,
+        "--frames",
+        "8",
+    ]
+    with pytest.raises(SystemExit) as stopped:
+        upstream_smoke.main([*argv, "--work", str(tmp_path / "work")])
+    assert stopped.value.code == 1
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["reached"] == "failed" and "guidance_scale" in report["error"]
+
+
+def test_contract_level_upstreams_are_reported_without_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_tiny(monkeypatch, {upstream_smoke.CONTRACT_KEY: {"cli": "parsed"}})
+    argv = ["--model", "magicanimate", "--checkout", str(tmp_path), "--python", sys.executable]
+    report = upstream_smoke.main([*argv, "--work", str(tmp_path / "work")])
+    assert report["reached"] == "contract level" and report["details"] == {"cli": "parsed"}
+    assert "jobs" not in report
