@@ -14,6 +14,7 @@ kept fixed here with the stand-in checkout of ``tests/test_upstream_adapters.py`
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ import yaml
 
 from pipeline.generation.generators import make_generator
 from pipeline.generation.generators.base import GenerationError
-from pipeline.generation.generators.upstream.animateanyone import check_frame_size
+from pipeline.generation.generators.upstream.animateanyone import WEIGHT_KEYS, check_frame_size
 from pipeline.generation.generators.upstream.common import UpstreamConfigError, UpstreamRunError
 from tests.test_upstream_adapters import make_job, options
 
@@ -110,3 +111,27 @@ def test_env_pins_a_huggingface_hub_that_diffusers_0_24_can_import() -> None:
 def test_env_pins_an_av_with_a_binary_wheel() -> None:
     major = int(_pip_pins()["av"].split(".")[0])
     assert major >= 12, "av 11.0.0 has only an sdist, which builds only against system FFmpeg headers"
+
+
+def test_tiny_weights_overrides_fit_the_adapter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``benchmarks/upstream_tiny/animateanyone.py``'s overrides (weights already built, so no upstream
+    env is needed): they name every weight key, and the adapter runs with their size and steps."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from upstream_tiny import animateanyone as tiny
+
+    root = tmp_path / "tiny" / "pretrained_weights"
+    for relative in tiny.LAYOUT.values():
+        path = root / relative
+        if path.suffix:  # a .pth file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"stand-in")
+        else:  # a diffusers / transformers folder
+            path.mkdir(parents=True)
+    (root / tiny.DONE).write_text("built\n")
+    overrides = tiny.prepare(tmp_path / "unused-checkout", Path(sys.executable), tmp_path / "tiny", "cpu")
+    assert set(overrides["weights"]) == set(WEIGHT_KEYS) - {"inference_config"}  # the checkout's own
+    generator = make_generator("animateanyone", **options(tmp_path, "animateanyone", **overrides))
+    video = generator.generate(make_job(frames=6))
+    assert video.frames.shape == (6, 160, 120, 3)
+    command = video.notes["command"]
+    assert f"-W {tiny.WIDTH} -H {tiny.HEIGHT}" in command and f"--steps {tiny.STEPS}" in command
