@@ -8,6 +8,8 @@ kept fixed here with the stand-in checkout of ``tests/test_upstream_adapters.py`
   ``torch.cat`` of [reference, pose, generated] fails after the whole denoising run;
 * ``motion_module_path`` pointing to a folder (or a file of another kind): upstream's
   ``from_pretrained_2d`` silently keeps a random motion module instead of failing;
+* a weight folder without the config and plainly named weights ``from_pretrained`` reads (e.g. an
+  fp16-only download): upstream fails when it loads the models, on the GPU node;
 * the env file: diffusers 0.24.0 needs a huggingface_hub that still has ``cached_download`` (< 0.26),
   and av 11.0.0 has no binary wheel.
 """
@@ -92,6 +94,41 @@ def test_motion_module_files_upstream_reads_are_accepted(tmp_path: Path, suffix:
     make_generator("animateanyone", **_point_motion_module(tmp_path, good)).load()
 
 
+# what the tiny module writes into each folder (its build() does so through save_pretrained)
+FOLDER_FILES = {
+    "stable-diffusion-v1-5": ("unet/config.json", "unet/diffusion_pytorch_model.bin"),
+    "sd-vae-ft-mse": ("config.json", "diffusion_pytorch_model.safetensors"),
+    "image_encoder": ("config.json", "pytorch_model.bin"),
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "files", "missing"),
+    [
+        ("pretrained_base_model_path", ("unet/diffusion_pytorch_model.bin",), "unet/config.json"),
+        ("pretrained_base_model_path", ("config.json", "diffusion_pytorch_model.bin"), "unet/config.json"),
+        (
+            "pretrained_vae_path",
+            ("config.json", "diffusion_pytorch_model.fp16.safetensors"),
+            "config.json or",
+        ),
+        ("image_encoder_path", ("config.json",), "config.json or"),
+    ],
+)
+def test_weight_folders_pose2vid_cannot_load_are_refused_at_load(
+    tmp_path: Path, key: str, files: tuple[str, ...], missing: str
+) -> None:
+    """e.g. the UNet folder itself instead of the SD folder, or an fp16-only download (from_pretrained
+    without ``variant`` reads neither)."""
+    folder = tmp_path / "weights" / key
+    for name in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"stand-in")
+    opts = options(tmp_path, "animateanyone", weights={key: str(folder)})
+    with pytest.raises(UpstreamConfigError, match=rf"weights\.{key}: .* lacks {missing}"):
+        make_generator("animateanyone", **opts).load()
+
+
 def _pip_pins() -> dict[str, str]:
     env = yaml.safe_load((ROOT / "workflow/envs/animateanyone.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
@@ -125,8 +162,10 @@ def test_tiny_weights_overrides_fit_the_adapter(tmp_path: Path, monkeypatch: pyt
         if path.suffix:  # a .pth file
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"stand-in")
-        else:  # a diffusers / transformers folder
-            path.mkdir(parents=True)
+        else:  # a diffusers / transformers folder: the files the adapter checks for
+            for name in FOLDER_FILES[relative]:
+                (path / name).parent.mkdir(parents=True, exist_ok=True)
+                (path / name).write_bytes(b"stand-in")
     (root / tiny.DONE).write_text("built\n")
     overrides = tiny.prepare(tmp_path / "unused-checkout", Path(sys.executable), tmp_path / "tiny", "cpu")
     assert set(overrides["weights"]) == set(WEIGHT_KEYS) - {"inference_config"}  # the checkout's own

@@ -25,7 +25,9 @@ tiny weights, ``benchmarks/upstream_smoke.py``):
   x8 grid, and pose2vid's final ``torch.cat`` of [reference, pose, generated] then fails *after* the
   whole denoising run;
 * ``motion_module_path`` must be a weight file: ``UNet3DConditionModel.from_pretrained_2d`` loads it
-  only when it is a file with a known suffix and otherwise silently keeps the random motion module.
+  only when it is a file with a known suffix and otherwise silently keeps the random motion module;
+* the base model, VAE and image encoder folders must hold the config and plainly named weights that
+  ``from_pretrained`` (no ``variant``) reads.
 """
 
 from __future__ import annotations
@@ -118,6 +120,19 @@ GRID_PANELS, GENERATED_PANEL = 3, 2
 LATENT_SCALE = 8  # SD's VAE: the pipeline's latents are (H/8, W/8), rounded down
 MOTION_MODULE_KEY = "motion_module_path"
 MOTION_MODULE_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")  # src/models/unet_3d.py from_pretrained_2d
+# Folders pose2vid loads with from_pretrained and no ``variant``: the config and one plainly named weight
+# file (an SD download holding only ``*.fp16.safetensors`` fails there, once the job is on its GPU)
+FOLDER_LAYOUT: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pretrained_base_model_path": (
+        "unet/config.json",
+        ("unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.safetensors"),
+    ),
+    "pretrained_vae_path": (
+        "config.json",
+        ("diffusion_pytorch_model.bin", "diffusion_pytorch_model.safetensors"),
+    ),
+    "image_encoder_path": ("config.json", ("pytorch_model.bin", "model.safetensors")),
+}
 SPEC = UpstreamSpec("animateanyone", ("keypoints",), REPO, COMMIT, ENTRY_FILES, DEFAULTS, RESOURCES, fixed=FIXED, prompt_config=PROMPT_CONFIG, weight_keys=WEIGHT_KEYS)  # fmt: skip
 
 
@@ -129,11 +144,21 @@ class AnimateAnyoneGenerator(UpstreamGenerator, spec=SPEC):
         check_frame_size(self.defaults, self.config.key("defaults"), UpstreamConfigError)
 
     def _check_weights(self) -> None:
-        """The base checks (every weight path exists), and the motion module is a file upstream loads."""
+        """The base checks (every weight path exists), then that each is of the kind pose2vid loads."""
         super()._check_weights()  # so the motion module path exists: only its kind is left to check
         config = apply_weights(self.config, load_upstream_yaml(self.config, PROMPT_CONFIG), PROMPT_CONFIG)
+        for key, (config_file, weight_files) in FOLDER_LAYOUT.items():
+            if not config.get(key):
+                continue  # no such key: pose2vid itself stops at once on it
+            folder = self.config.resolve(str(config[key]))
+            if not (folder / config_file).is_file() or not any((folder / w).is_file() for w in weight_files):
+                raise UpstreamConfigError(
+                    f"{self.config.key('weights.' + key)}: {folder} lacks {config_file} or one of "
+                    f"{list(weight_files)}, which pose2vid loads (a diffusers/transformers folder; fp16-only "
+                    "variants are not read)"
+                )
         if not config.get(MOTION_MODULE_KEY):
-            return  # no such key: pose2vid itself stops at once on it
+            return
         path = self.config.resolve(str(config[MOTION_MODULE_KEY]))
         if not path.is_file() or path.suffix.lower() not in MOTION_MODULE_SUFFIXES:
             raise UpstreamConfigError(
