@@ -145,21 +145,23 @@ class AnimateAnyoneGenerator(UpstreamGenerator, spec=SPEC):
 
     def _check_weights(self) -> None:
         """The base checks (every weight path exists), then that each is of the kind pose2vid loads."""
-        super()._check_weights()  # so the motion module path exists: only its kind is left to check
+        super()._check_weights()
         config = apply_weights(self.config, load_upstream_yaml(self.config, PROMPT_CONFIG), PROMPT_CONFIG)
         for key, (config_file, weight_files) in FOLDER_LAYOUT.items():
-            if not config.get(key):
-                continue  # no such key: pose2vid itself stops at once on it
-            folder = self.config.resolve(str(config[key]))
-            if not (folder / config_file).is_file() or not any((folder / w).is_file() for w in weight_files):
-                raise UpstreamConfigError(
-                    f"{self.config.key('weights.' + key)}: {folder} lacks {config_file} or one of "
-                    f"{list(weight_files)}, which pose2vid loads (a diffusers/transformers folder; fp16-only "
-                    "variants are not read)"
-                )
-        if not config.get(MOTION_MODULE_KEY):
-            return
-        path = self.config.resolve(str(config[MOTION_MODULE_KEY]))
+            if config.get(key):  # a missing key stops pose2vid at once, before any model loads
+                self._check_folder(key, self.config.resolve(str(config[key])), config_file, weight_files)
+        if config.get(MOTION_MODULE_KEY):
+            self._check_motion_module(self.config.resolve(str(config[MOTION_MODULE_KEY])))
+
+    def _check_folder(self, key: str, folder: Path, config_file: str, weight_files: tuple[str, ...]) -> None:
+        if not (folder / config_file).is_file() or not any((folder / w).is_file() for w in weight_files):
+            raise UpstreamConfigError(
+                f"{self.config.key('weights.' + key)}: {folder} lacks {config_file} or one of "
+                f"{list(weight_files)}, which pose2vid loads (a diffusers/transformers folder; fp16-only "
+                "variants are not read)"
+            )
+
+    def _check_motion_module(self, path: Path) -> None:
         if not path.is_file() or path.suffix.lower() not in MOTION_MODULE_SUFFIXES:
             raise UpstreamConfigError(
                 f"{self.config.key('weights.' + MOTION_MODULE_KEY)}: {path} is not a motion-module file "
