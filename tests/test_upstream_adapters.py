@@ -93,15 +93,20 @@ def make_checkout(tmp_path: Path, model: str, entry_source: str | None = None) -
         (root / "configs/prompts/animation.yaml").write_text(yaml.safe_dump(prompt))
     elif model == "animateanyone":
         weights = {
-            "pretrained_base_model_path": "pretrained_weights/stable-diffusion-v1-5/unet.bin",
-            "pretrained_vae_path": "pretrained_weights/sd-vae-ft-mse.bin",
-            "image_encoder_path": "pretrained_weights/image_encoder.bin",
+            "pretrained_base_model_path": "pretrained_weights/stable-diffusion-v1-5",
+            "pretrained_vae_path": "pretrained_weights/sd-vae-ft-mse",
+            "image_encoder_path": "pretrained_weights/image_encoder",
             "denoising_unet_path": "pretrained_weights/denoising_unet.pth",
             "reference_unet_path": "pretrained_weights/reference_unet.pth",
             "pose_guider_path": "pretrained_weights/pose_guider.pth",
             "motion_module_path": "pretrained_weights/motion_module.pth",
         }
-        _touch(root, *weights.values(), "configs/inference/inference_v2.yaml")
+        _touch(root, *list(weights.values())[3:], "configs/inference/inference_v2.yaml")
+        # the folders pose2vid loads with from_pretrained: a config and plainly named weights
+        _touch(root, "pretrained_weights/stable-diffusion-v1-5/unet/config.json",
+               "pretrained_weights/stable-diffusion-v1-5/unet/diffusion_pytorch_model.bin",
+               "pretrained_weights/sd-vae-ft-mse/config.json", "pretrained_weights/sd-vae-ft-mse/diffusion_pytorch_model.bin",
+               "pretrained_weights/image_encoder/config.json", "pretrained_weights/image_encoder/pytorch_model.bin")  # fmt: skip
         prompt = {**weights, "inference_config": "./configs/inference/inference_v2.yaml", "weight_dtype": "fp16",
                   "test_cases": {"./ref.png": ["./pose_kps.mp4"]}}  # fmt: skip
         (root / "configs/prompts").mkdir(parents=True)

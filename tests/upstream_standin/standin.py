@@ -273,6 +273,8 @@ def animateanyone(argv: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--fps", type=int)
     args = parser.parse_args(argv)
+    if args.W % 8 or args.H % 8:  # the real pipeline rounds its latents down to x8; the final torch.cat fails
+        fail(f"Sizes of tensors must match: -W {args.W} -H {args.H} are not multiples of 8")
     cfg = load_yaml(args.config)
     weights = (
         "pretrained_base_model_path",

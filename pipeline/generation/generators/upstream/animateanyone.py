@@ -17,6 +17,17 @@ What the adapter hands upstream (``/work/shared/reference/animators.md`` §2b):
 Upstream writes ``output/<date>/<HHMM>--seed_<s>-<W>x<H>/<ref>_<pose>_<H>x<W>_<int(cfg)>_<HHMM>.mp4``
 in the checkout: a [reference | pose | generated] grid (torchvision ``make_grid``, 2-pixel padding,
 PyAV libx264). The adapter moves its files out of the checkout and crops panel 2.
+
+Checked before any job, because the real code fails late or not at all (found running pose2vid with
+tiny weights, ``benchmarks/upstream_smoke.py``):
+
+* ``width`` and ``height`` must be multiples of 8: the pipeline rounds its latents down to the VAE's
+  x8 grid, and pose2vid's final ``torch.cat`` of [reference, pose, generated] then fails *after* the
+  whole denoising run;
+* ``motion_module_path`` must be a weight file: ``UNet3DConditionModel.from_pretrained_2d`` loads it
+  only when it is a file with a known suffix and otherwise silently keeps the random motion module;
+* the base model, VAE and image encoder folders must hold the config and plainly named weights that
+  ``from_pretrained`` (no ``variant``) reads.
 """
 
 from __future__ import annotations
@@ -25,14 +36,16 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.generation.generators.base import GeneratedVideo, GenerationJob
+from pipeline.generation.generators.base import GeneratedVideo, GenerationError, GenerationJob
 from pipeline.generation.generators.upstream.common import (
     GridLayout,
+    UpstreamConfigError,
     UpstreamGenerator,
     UpstreamSpec,
     apply_weights,
@@ -104,13 +117,59 @@ RESOURCES: dict[str, Any] = {
 }
 
 GRID_PANELS, GENERATED_PANEL = 3, 2
+LATENT_SCALE = 8  # SD's VAE: the pipeline's latents are (H/8, W/8), rounded down
+MOTION_MODULE_KEY = "motion_module_path"
+MOTION_MODULE_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")  # src/models/unet_3d.py from_pretrained_2d
+# Folders pose2vid loads with from_pretrained and no ``variant``: the config and one plainly named weight
+# file (an SD download holding only ``*.fp16.safetensors`` fails there, once the job is on its GPU)
+FOLDER_LAYOUT: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pretrained_base_model_path": (
+        "unet/config.json",
+        ("unet/diffusion_pytorch_model.bin", "unet/diffusion_pytorch_model.safetensors"),
+    ),
+    "pretrained_vae_path": (
+        "config.json",
+        ("diffusion_pytorch_model.bin", "diffusion_pytorch_model.safetensors"),
+    ),
+    "image_encoder_path": ("config.json", ("pytorch_model.bin", "model.safetensors")),
+}
 SPEC = UpstreamSpec("animateanyone", ("keypoints",), REPO, COMMIT, ENTRY_FILES, DEFAULTS, RESOURCES, fixed=FIXED, prompt_config=PROMPT_CONFIG, weight_keys=WEIGHT_KEYS)  # fmt: skip
 
 
 class AnimateAnyoneGenerator(UpstreamGenerator, spec=SPEC):
     """Moore-AnimateAnyone through ``scripts/pose2vid.py``; options: the ``models.animateanyone`` keys."""
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        check_frame_size(self.defaults, self.config.key("defaults"), UpstreamConfigError)
+
+    def _check_weights(self) -> None:
+        """The base checks (every weight path exists), then that each is of the kind pose2vid loads."""
+        super()._check_weights()
+        config = apply_weights(self.config, load_upstream_yaml(self.config, PROMPT_CONFIG), PROMPT_CONFIG)
+        for key, (config_file, weight_files) in FOLDER_LAYOUT.items():
+            if config.get(key):  # a missing key stops pose2vid at once, before any model loads
+                self._check_folder(key, self.config.resolve(str(config[key])), config_file, weight_files)
+        if config.get(MOTION_MODULE_KEY):
+            self._check_motion_module(self.config.resolve(str(config[MOTION_MODULE_KEY])))
+
+    def _check_folder(self, key: str, folder: Path, config_file: str, weight_files: tuple[str, ...]) -> None:
+        if not (folder / config_file).is_file() or not any((folder / w).is_file() for w in weight_files):
+            raise UpstreamConfigError(
+                f"{self.config.key('weights.' + key)}: {folder} lacks {config_file} or one of "
+                f"{list(weight_files)}, which pose2vid loads (a diffusers/transformers folder; fp16-only "
+                "variants are not read)"
+            )
+
+    def _check_motion_module(self, path: Path) -> None:
+        if not path.is_file() or path.suffix.lower() not in MOTION_MODULE_SUFFIXES:
+            raise UpstreamConfigError(
+                f"{self.config.key('weights.' + MOTION_MODULE_KEY)}: {path} is not a motion-module file "
+                f"({'/'.join(MOTION_MODULE_SUFFIXES)}); upstream would silently run without its motion module"
+            )
+
     def _generate(self, job: GenerationJob, params: dict[str, Any], work: Path) -> GeneratedVideo:
+        check_frame_size(params, f"job {job.job_id} params", GenerationError)
         driving = job.driving
         width, height = int(params["width"]), int(params["height"])
         timeline = resampled_timeline(driving.frame_count, driving.fps, params["fps"])
@@ -182,4 +241,15 @@ class AnimateAnyoneGenerator(UpstreamGenerator, spec=SPEC):
         return moved
 
 
-__all__ = ["COMMIT", "DEFAULTS", "REPO", "RESOURCES", "AnimateAnyoneGenerator"]
+def check_frame_size(params: Mapping[str, Any], where: str, error: type[Exception]) -> None:
+    """``width`` and ``height`` must be positive multiples of the VAE's latent scale (8)."""
+    for key in ("width", "height"):
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % LATENT_SCALE:
+            raise error(
+                f"{where}.{key} = {value!r}: Moore-AnimateAnyone needs a positive multiple of {LATENT_SCALE} "
+                "(its latents are 1/8 of the frame; otherwise pose2vid fails after the whole denoising run)"
+            )
+
+
+__all__ = ["COMMIT", "DEFAULTS", "REPO", "RESOURCES", "AnimateAnyoneGenerator", "check_frame_size"]
