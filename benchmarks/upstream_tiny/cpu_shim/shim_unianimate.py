@@ -15,7 +15,8 @@ UniAnimate's short-clip entrance needs, beyond the generic CUDA->CPU / fp16->fp3
   model config is registered with OpenCLIP under the file's stem before the model is made. The real
   ``ViT-H-14`` and every other name pass through unchanged.
 
-Nothing here applies unless UniAnimate (or another upstream) imports these modules.
+Nothing here applies unless an upstream imports these modules; the ``Tensor.to`` mode is installed
+only when UniAnimate's short-clip entrance module is imported.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def _map_positional_rank() -> None:
 
 
 when_imported("pynvml", _patch_pynvml)
-_map_positional_rank()
+# only once UniAnimate's entrance is imported: other upstreams keep the generic mode alone
+when_imported("tools.inferences.inference_unianimate_entrance", lambda module: _map_positional_rank())
 when_imported("open_clip", _patch_open_clip)
 _patch_fake_xformers()
