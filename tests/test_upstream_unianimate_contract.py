@@ -12,6 +12,9 @@ The real run (``benchmarks/upstream_smoke.py --model unianimate``, tiny random w
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,33 @@ def test_env_pins_setuptools_with_pkg_resources_for_imageio_ffmpeg() -> None:
     env = yaml.safe_load((ROOT / "workflow" / "envs" / "unianimate.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "imageio-ffmpeg==0.4.9" in pip and "setuptools<81" in pip
+
+
+SHIM = ROOT / "benchmarks" / "upstream_tiny" / "cpu_shim"
+SHIM_CHECK = """
+import torch, xformers.ops as ops
+q, k, v = (torch.randn(3, 5, 4) for _ in range(3))
+causal = ops.memory_efficient_attention(q, k, v, attn_bias=ops.LowerTriangularMask(), op=None)
+want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+assert torch.allclose(causal, want, atol=1e-5), "causal attention"
+assert torch.allclose(ops.memory_efficient_attention(q, k, v, op=None),
+                      torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-5)
+import tools.inferences.inference_unianimate_entrance  # UniAnimate's entrance: the rank mode comes on
+assert torch.ones(2).to(0).device.type == "cpu"  # the entrance's .to(gpu) with gpu = 0
+print("shim ok")
+"""
+
+
+def test_cpu_shim_unianimate_part(tmp_path: Path) -> None:
+    """The fake xformers takes ``op=`` and the causal mask; ``.to(0)`` stays on the CPU (subprocess: the
+    shim changes torch for the whole process)."""
+    if not (SHIM / "sitecustomize.py").is_file():
+        pytest.skip("the generic CPU shim (sitecustomize.py) comes with the smoke script's branch")
+    entrance = tmp_path / "tools" / "inferences" / "inference_unianimate_entrance.py"
+    entrance.parent.mkdir(parents=True)
+    for package in (tmp_path / "tools", entrance.parent):
+        (package / "__init__.py").write_text("")
+    entrance.write_text("")
+    env = {**os.environ, "PYTHONPATH": f"{SHIM}:{tmp_path}", "UPSTREAM_SHIM_QUIET": "1"}
+    done = subprocess.run([sys.executable, "-c", SHIM_CHECK], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "shim ok" in done.stdout, done.stderr[-2000:]
