@@ -633,8 +633,8 @@ def write_mtvcrafter_pkl(
     ``video_width`` / ``video_height`` describe the driving video the joints belong to (upstream reads
     it for its preview panels and for the centre-crop geometry).
 
-    Upstream hazard: MTVCrafter-7B keeps only the first 98 pose frames but samples its 49-frame window
-    anywhere in ``video_length``, so a clip longer than 98 frames can fail there; trim clips for 7B.
+    ``infer_7b.py`` samples its 49-frame window anywhere in ``video_length`` (unseeded) and reads every
+    pose frame (its first-98-frames cut went in upstream commit 20b2c1f, before the pinned 91d5132).
     """
     joints = np.asarray(joints_mm, dtype=np.float32)
     if joints.ndim != 3 or joints.shape[1:] != (24, 3) or len(joints) == 0:

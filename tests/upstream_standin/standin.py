@@ -409,7 +409,8 @@ def mtvcrafter(argv: list[str]) -> None:
                 f"AssertionError: num_frames * stride <= video_length (video_length {data['video_length']} < 49)"
             )
         start = random.randint(0, data["video_length"] - 49)  # upstream's unseeded clip start
-        joints = np.array([pose[0][0].cpu().numpy() for pose in data["pose"]["joints3d_nonparam"][:98]])
+        # every pose frame, as infer_7b.py at 91d5132 (no first-98-frames cut since upstream 20b2c1f)
+        joints = np.array([pose[0][0].cpu().numpy() for pose in data["pose"]["joints3d_nonparam"]])
         if joints.shape[1:] != (24, 3) or len(joints) < start + 49:
             fail(f"joints3d_nonparam gives {joints.shape}, need >= {start + 49} frames of [24, 3]")
         if np.median(joints[..., 2]) < 100:

@@ -23,8 +23,17 @@ raises. It writes ``<output_dir>/<i>_<ref>_<video>_guidance_3.0.mp4``: five 512x
 driving frame | NLF pose | VQ-reconstructed pose | generated] with 2 pixels between, at 20 fps
 (imageio may scale the grid up to whole 16-pixel blocks). The adapter crops panel 4.
 
-Not handled: the camera behind ``Driving.smpl_mm`` is not re-expressed for the padded square frame
-(MTVCrafter assumes NLF's default 55° field of view); the 17B ``infer_17b.py`` variant.
+The camera: MTVCrafter's joints come from NLF, whose joints a 55° field-of-view camera (on the larger
+side of the video, principal point in the centre; ``draw_pose.py``) projects onto the person. The
+world's camera has another focal length: upstream's own pose drawing of our joints came out 1.26x
+smaller than the person in the 256x256 padded world frame. So the adapter fits the driving camera's
+focal length and principal point to the joints and ``Driving.keypoints`` (least squares over 12
+COCO-17 / SMPL-24 joint pairs) and moves each frame's body rigidly (shape kept) to the depth and place
+where the 55° camera on the padded square frame sees its centroid where the driving frame shows it. When
+the fit is poor (RMS > 5 % of the frame height) or no keypoints are confident, the joints go as given
+and ``notes.camera`` says why.
+
+Not handled: the 17B ``infer_17b.py`` variant.
 """
 
 from __future__ import annotations
@@ -61,7 +70,8 @@ from pipeline.generation.generators.upstream.common import (
     write_image,
 )
 from pipeline.io.video import write_video
-from pipeline.perception.guidance import write_mtvcrafter_pkl
+from pipeline.perception.guidance import Padding, write_mtvcrafter_pkl
+from pipeline.skeleton import COCO17_INDEX, SMPL24_INDEX
 
 REPO = "DINGYANB/MTVCrafter"
 COMMIT = "91d5132"
@@ -91,6 +101,15 @@ RESOURCES: dict[str, Any] = {
     "typical_runtime_s": None,
     "runtime_note": "not published; 50 DPM steps of a CogVideoX-5B-based DiT per 49-frame clip",
 }
+
+NLF_FOV_DEG = 55.0  # draw_pose.intrinsic_matrix_from_field_of_view's default: NLF's
+CAMERA_PAIRS = tuple(
+    (COCO17_INDEX[name], SMPL24_INDEX[name])
+    for side in ("left", "right")
+    for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+    for name in [f"{side}_{part}"]
+)
+MAX_FIT_RMS = 0.05  # of the frame height: beyond it the keypoints and the joints disagree
 
 GRID_PANELS, GENERATED_PANEL = 5, 4
 SPEC = UpstreamSpec("mtvcrafter", ("smpl",), REPO, COMMIT, ENTRY_FILES, DEFAULTS, RESOURCES, fixed=FIXED)
@@ -132,7 +151,11 @@ class MTVCrafterGenerator(UpstreamGenerator, spec=SPEC):
         placeholder = write_video(
             inputs / f"{token}drv.mp4", np.zeros((length, *PLACEHOLDER_HW, 3), np.uint8), timeline.fps
         )
-        joints = np.asarray(driving.smpl_mm)[timeline.sources]
+        joints, camera = nlf_view(
+            np.asarray(driving.smpl_mm, dtype=np.float64)[timeline.sources],
+            np.asarray(driving.keypoints, dtype=np.float64)[timeline.sources],
+            padding,
+        )
         motion = self._write_motion(
             inputs, token, joints, windows, timeline.count, placeholder, (side_h, side_w)
         )
@@ -161,6 +184,7 @@ class MTVCrafterGenerator(UpstreamGenerator, spec=SPEC):
             padding=padding_notes(driving=padding, reference=ref_padding),
             model_size_hw=[size, size],
             guidance={"video_width": side_w, "video_height": side_h, "clips": len(windows)},
+            camera=camera,
             panel={"grid_panel_index": GENERATED_PANEL, "grid_panels": GRID_PANELS},
             timing=timing_notes(timeline, windows, chosen, driving.fps),
         )
@@ -202,6 +226,57 @@ class MTVCrafterGenerator(UpstreamGenerator, spec=SPEC):
         with open(target, "wb") as handle:
             pickle.dump(combined, handle)
         return target
+
+
+def fit_pinhole(joints_mm: np.ndarray, keypoints: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Focal length and principal point (pixels) projecting the joints onto the keypoints, and the RMS.
+
+    ``joints_mm`` ``[T, 24, 3]`` camera space, ``keypoints`` ``[T, 17, 3]`` COCO-17 (x, y, confidence) in
+    the driving frame. None when fewer than 3 confident pairs with positive depth exist.
+    """
+    coco, smpl = (list(i) for i in zip(*CAMERA_PAIRS, strict=True))
+    points, seen = joints_mm[:, smpl], keypoints[:, coco]
+    usable = (
+        (seen[..., 2] > 0) & (points[..., 2] > 0) & np.isfinite(points).all(-1) & np.isfinite(seen).all(-1)
+    )
+    if usable.sum() < 3:
+        return None
+    ratio = points[usable][:, :2] / points[usable][:, 2:3]
+    ones, zeros = np.ones(len(ratio)), np.zeros(len(ratio))
+    design = np.concatenate(
+        [np.stack([ratio[:, 0], ones, zeros], 1), np.stack([ratio[:, 1], zeros, ones], 1)]
+    )
+    target = np.concatenate([seen[usable][:, 0], seen[usable][:, 1]])
+    (focal, cx, cy), *_ = np.linalg.lstsq(design, target, rcond=None)
+    rms = float(np.sqrt(np.mean((design @ np.array([focal, cx, cy]) - target) ** 2)))
+    return float(focal), float(cx), float(cy), rms
+
+
+def nlf_view(
+    joints_mm: np.ndarray, keypoints: np.ndarray, padding: Padding
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The joints as NLF would give them for the padded square video: each frame's body moved rigidly so
+    that a 55° camera sees its centroid where the driving frame shows it, at the same size."""
+    height, width = padding.padded_hw
+    nlf_focal = max(height, width) / (2 * np.tan(np.radians(NLF_FOV_DEG) / 2))
+    fit = fit_pinhole(joints_mm, keypoints)
+    limit = MAX_FIT_RMS * padding.height
+    if fit is None or fit[0] <= 0 or fit[3] > limit:
+        reason = (
+            "no confident keypoints"
+            if fit is None
+            else f"fit rejected (focal {fit[0]:.1f} px, RMS {fit[3]:.1f} px)"
+        )
+        return joints_mm, {"reexpressed": False, "reason": reason}
+    focal, cx, cy, rms = fit
+    centre = joints_mm.mean(axis=1)  # the body's centroid: its depth sets the body's image size
+    u = focal * centre[:, 0] / centre[:, 2] + cx + padding.left
+    v = focal * centre[:, 1] / centre[:, 2] + cy + padding.top
+    depth = centre[:, 2] * nlf_focal / focal  # same image size under the new focal length
+    moved = np.stack([(u - width / 2) * depth / nlf_focal, (v - height / 2) * depth / nlf_focal, depth], -1)
+    notes = {"reexpressed": True, "fitted_focal_px": round(focal, 2), "fitted_principal_point": [round(cx, 2), round(cy, 2)],
+             "fit_rms_px": round(rms, 3), "nlf_focal_px": round(float(nlf_focal), 2)}  # fmt: skip
+    return joints_mm - centre[:, None] + moved[:, None], notes
 
 
 __all__ = ["COMMIT", "DEFAULTS", "REPO", "RESOURCES", "MTVCrafterGenerator"]

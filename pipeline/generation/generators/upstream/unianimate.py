@@ -24,11 +24,19 @@ driving sequence); generated frames standing for those repeats are dropped. Upst
 ``<log_dir>/<cfg stem>/rank_<ws>_<rank>_<idx>_seed_<s>_<keys>_<ref>_<H>x<W>.mp4``: three columns
 ([randomref or local_image | dwpose | generated], no gaps) at ``save_fps`` 8, which only labels the
 container; the generated frame i of a window stands for driving frame ``frame_interval * i`` after
-the window's start.
+the window's start. Upstream catches any error while writing a video, prints ``save video to <path>
+failed, error: ...`` and still exits 0; the adapter raises that message as a GenerationError.
+
+Checked against the real code with tiny random weights (``benchmarks/upstream_smoke.py --model
+unianimate``): the grid's panel 0 is the reference, panel 1 the pose folder's frame
+``frame_interval * i``, panel 2 the generated frame. On a node with several visible GPUs upstream
+spawns one process per GPU and each runs the whole list (rank 00's files are read): set
+``models.unianimate.env.CUDA_VISIBLE_DEVICES`` to one GPU.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -105,6 +113,23 @@ RESOURCES: dict[str, Any] = {
 
 GRID_PANELS, GENERATED_PANEL = 3, 2
 SPEC = UpstreamSpec("unianimate", ("keypoints",), REPO, COMMIT, ENTRY_FILES, DEFAULTS, RESOURCES)
+
+
+# utils/video_op.py catches every error while writing a video, prints this line and goes on: the
+# process still exits 0 (seen with imageio-ffmpeg 0.4.9 in an env whose setuptools lacks pkg_resources).
+SAVE_FAILED = re.compile(r"save video to (?P<path>.+?) failed, error: (?P<error>.*)")
+
+
+def _raise_failed_saves(stdout_log: Path, work: Path) -> None:
+    """Upstream's own word on a video it could not write, instead of a bare "no output file"."""
+    text = stdout_log.read_text(errors="replace") if stdout_log.is_file() else ""
+    failed = [m.groupdict() for m in SAVE_FAILED.finditer(text)]
+    if failed:
+        first = failed[0]
+        raise GenerationError(
+            f"unianimate: upstream exited 0 but could not write {len(failed)} video(s); first: "
+            f"{first['path']}: {first['error']} (upstream's stdout: {stdout_log}; work dir {work})"
+        )
 
 
 def _check_partial_keys(keys: Any, where: str, error: type[Exception]) -> None:
@@ -185,6 +210,7 @@ class UniAnimateGenerator(UpstreamGenerator, spec=SPEC):
         )
         config_path = write_yaml(work / f"{CONFIG_STEM}.yaml", config)
         result = run_upstream(self.config, [ENTRY_SCRIPT, "--cfg", config_path], work)
+        _raise_failed_saves(work / "logs" / "stdout.log", work)
 
         out_dir = work / "outputs" / CONFIG_STEM
         keys = "_".join(params["partial_keys"])
