@@ -41,6 +41,9 @@ def get_gaitcrafter_train_spec(wildcards):
             "preset": GAITCRAFTER["preset"],
             "settings": {"threads": GAITCRAFTER["threads"], "progress": False, **GAITCRAFTER["settings"]},
             "enrol": GAITCRAFTER["enrol"],
+            # A shipped checkpoint is used only when it was made from this world and training config.
+            "pretrained": GAITCRAFTER.get("pretrained"),
+            "world": world_of(wildcards.dataset) if DATASETS[wildcards.dataset]["kind"] == "world" else None,
         },
         sort_keys=True,
     )
