@@ -44,7 +44,7 @@ demo: install
 GC_CHECKPOINT ?= pretrained/gaitcrafter/world-default
 gaitcrafter-checkpoint: install
 	$(LOCAL) $(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml config/gaitcrafter-checkpoint.yaml \
-		--replace-workflow-config --rerun-triggers mtime params input code results/gaitcrafter/world/model.json
+		--replace-workflow-config results/gaitcrafter/world/model.json --rerun-triggers mtime params input code
 	$(BIN)/python -m pipeline.gaitcrafter.pretrained --model results/gaitcrafter/world/model.json \
 		--out $(GC_CHECKPOINT) --made-by "make gaitcrafter-checkpoint"
 
