@@ -43,10 +43,15 @@ def get_gaitcrafter_train_spec(wildcards):
             "enrol": GAITCRAFTER["enrol"],
             # A shipped checkpoint is used only when it was made from this world and training config.
             "pretrained": GAITCRAFTER.get("pretrained"),
-            "world": world_of(wildcards.dataset) if DATASETS[wildcards.dataset]["kind"] == "world" else None,
+            "world": gaitcrafter_world(wildcards.dataset),
         },
         sort_keys=True,
     )
+
+
+def gaitcrafter_world(dataset):
+    """The world config of a world dataset (part of a shipped checkpoint's fingerprint); None otherwise."""
+    return world_of(dataset) if DATASETS[dataset]["kind"] == "world" else None
 
 
 def gaitcrafter_resource(name):
