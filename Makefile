@@ -14,7 +14,7 @@ DEMO := --configfile config/demo.yaml --replace-workflow-config
 LOCAL_SLURM_CONF ?= /dev/null
 LOCAL := $(if $(LOCAL_SLURM_CONF),SLURM_CONF=$(LOCAL_SLURM_CONF))
 
-.PHONY: demo test install lint dryrun clean bench test-slurm
+.PHONY: demo test install lint dryrun clean bench test-slurm gaitcrafter-checkpoint
 
 $(BIN)/.installed: pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -36,6 +36,17 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/python -m pipeline.cli unlock-stale
 	$(LOCAL) $(BIN)/snakemake --cores $(CORES) $(DEMO) --rerun-triggers mtime params input code --rerun-incomplete
+
+# The GaitCrafter the demo ships (pretrained/gaitcrafter/world-default, see docs/architecture.md): the
+# demo's own train_gaitcrafter job with the shipped checkpoint switched off (config/gaitcrafter-checkpoint.yaml),
+# then its EMA weights and fingerprint exported. The demo uses it only while the world and the training
+# config still match that fingerprint. Training costs about 10 CPU minutes on one core.
+GC_CHECKPOINT ?= pretrained/gaitcrafter/world-default
+gaitcrafter-checkpoint: install
+	$(LOCAL) $(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml config/gaitcrafter-checkpoint.yaml \
+		--replace-workflow-config results/gaitcrafter/world/model.json --rerun-triggers mtime params input code
+	$(BIN)/python -m pipeline.gaitcrafter.pretrained --model results/gaitcrafter/world/model.json \
+		--out $(GC_CHECKPOINT) --made-by "make gaitcrafter-checkpoint"
 
 test: install
 	$(LOCAL) $(BIN)/python -m pytest -q tests

@@ -211,6 +211,63 @@ def test_full_config_is_a_valid_gpu_configuration() -> None:
     )
 
 
+def test_full_preset_builds_and_takes_one_training_step() -> None:
+    # No GPU here: the 70 M-parameter preset is proven to build, run forward and backward, and update
+    # its weights on the CPU with one clip (batch 1; bf16 autocast applies only on CUDA).
+    from pipeline.gaitcrafter.model import count_parameters
+    from pipeline.gaitcrafter.train import EMA, TrainingData, noise_scheduler, train_step
+
+    config = replace(FULL, batch_size=1, threads=1, device="cpu", progress=False)
+    vocabulary = Vocabulary(identities=("s01", "s02"), views=("000",))
+    data = TrainingData(
+        frames=[_walker(6, 0.0, FULL.frames), _walker(9, 1.0, FULL.frames)],
+        identity=np.array([0, 1]),
+        view=np.array([0, 0]),
+        clothing=np.array([0, 0]),
+        bag=np.array([0, 0]),
+        sequence_ids=["a", "b"],
+        vocabulary=vocabulary,
+    )
+    torch.manual_seed(0)
+    model = build_model(config, vocabulary)
+    assert 60e6 < count_parameters(model) < 80e6
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=config.weight_decay)
+    ema = EMA(model, config.ema_decay)
+    before = {k: v.clone() for k, v in model.unet.conv_in.state_dict().items()}
+    # Step 1000 = the end of the warm-up, so the learning rate is the preset's (not 0 at step 0).
+    row = train_step(model, data, config, optimizer, noise_scheduler(config), config.warmup_steps, "cpu")
+    ema.update(model, config.warmup_steps)
+    assert np.isfinite(row["loss"]) and row["lr"] == config.lr
+    after = model.unet.conv_in.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_downsampled_model_trains_at_half_size_and_samples_at_full_size(
+    source: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from pipeline.gaitcrafter.model import to_diffusion_space
+    from pipeline.gaitcrafter.sample import sample
+
+    config = replace(MICRO, downsample=2, patch=2)
+    assert config.diffusion_size == (32, 22)
+    clips = torch.ones(1, 1, 2, 64, 44)
+    clips[..., :32, :] = -1.0
+    pooled = to_diffusion_space(clips, 2)
+    assert pooled.shape == (1, 1, 2, 32, 22) and pooled[..., :16, :].eq(-1).all()
+    store, manifest = source
+    train_gaitcrafter([store], manifest, tmp_path / "run", config, seed=1)
+    model, checkpoint = load_gaitcrafter(tmp_path / "run")
+    assert checkpoint.config.downsample == 2 and model.unet.config.in_channels == 4
+    with pytest.raises(ValueError, match=r"\[n, 1, T, 32, 22\]"):
+        model(torch.randn(1, 1, 2, 64, 44), torch.tensor([1]), model.encoder.null_tokens(1))
+    out = sample(model, model.conditions(["s01"], ["000"], ["normal"], ["none"]), n_frames=3, steps=2)
+    assert out.silhouettes.shape == (1, 3, 64, 44) and out.soft.shape == (1, 3, 64, 44)
+    with pytest.raises(ValueError, match="gaitcrafter.downsample"):
+        replace(MICRO, downsample=3)
+    with pytest.raises(ValueError, match=r"gaitcrafter.patch: must divide both 32 and 22"):
+        replace(MICRO, downsample=2, patch=4)
+
+
 def test_patchify_is_lossless() -> None:
     x = torch.randn(2, 1, 3, 64, 44)
     packed = patchify(x, 4)
@@ -505,6 +562,17 @@ def test_quality_metrics() -> None:
     assert summary["gei_iou_same"] == 1.0 and summary["gei_iou_other"] < 1.0
     assert summary["fraction_same_beats_other_gei"] == 1.0
     assert summary["person_like_real"] == 1.0
+
+
+def test_identity_match_finds_the_own_identity_and_its_chance_level() -> None:
+    from pipeline.gaitcrafter.quality import LabelledClip, identity_match
+
+    real = [LabelledClip(f"s{k}", "090", _walker(4 + 3 * k, 0.0, 6)[:, :, 10:54]) for k in range(4)]
+    own = [LabelledClip(f"s{k}", "090", _walker(4 + 3 * k, 1.0, 6)[:, :, 10:54]) for k in range(4)]
+    assert identity_match(own, real) == (1.0, 0.25)
+    swapped = [LabelledClip(f"s{(k + 1) % 4}", c.view, c.clip) for k, c in enumerate(own)]
+    assert identity_match(swapped, real)[0] == 0.0
+    assert identity_match([LabelledClip("s0", "000", own[0].clip)], real) == (None, None)
 
 
 def test_synthetic_training_set_and_variants(

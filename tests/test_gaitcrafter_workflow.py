@@ -107,6 +107,68 @@ def test_train_stage_enrols_the_gallery_and_resumes(trained_stage: dict, toy: di
     assert alone["run"] != info["run"] and alone["enrolled_identities"] == []
 
 
+def test_shipped_checkpoint_is_used_only_when_its_fingerprint_matches(trained_stage: dict, toy: dict) -> None:
+    from pipeline.gaitcrafter.pretrained import (
+        ENROL_SELECTION,
+        WEIGHTS_FILE,
+        PretrainedError,
+        export_from_model_json,
+        read_pretrained,
+    )
+    from pipeline.gaitcrafter.sample import sample
+    from pipeline.gaitcrafter.stage import ENROL, enrol_selection, train_stage
+    from pipeline.gaitcrafter.train import load_gaitcrafter
+
+    assert {e: enrol_selection(e) for e in ENROL} == ENROL_SELECTION
+    out, settings = trained_stage["out"], trained_stage["settings"]
+    world = {"seed": 7, "identities": 6}
+    common = {"manifest": str(toy["manifest"]), "silhouettes": [str(toy["store"])], "dataset": "toy",
+              "preset": "tiny", "enrol": "gallery"}  # fmt: skip
+    made = train_stage(**common, out_dir=str(out / "made"), model=str(out / "made.json"), settings=settings,
+                       world=world)  # fmt: skip
+    assert made["source"]["kind"] == "trained" and made["cpu_seconds"] > 0
+    shipped = export_from_model_json(out / "made.json", out / "shipped", "pytest")
+    info = read_pretrained(shipped)
+    assert info["step"] == made["step"] and info["fingerprint"] == made["fingerprint"]
+    # Same world and training config: the shipped weights are used, nothing is trained.
+    used = train_stage(**common, out_dir=str(out / "use"), model=str(out / "use.json"), settings=settings,
+                       world=world, pretrained=str(shipped))  # fmt: skip
+    assert used["source"]["kind"] == "pretrained" and used["source"]["made_by"] == "pytest"
+    assert used["step"] == made["step"] and used["first_loss"] is None
+    model, _ = load_gaitcrafter(used["checkpoint"])
+    reference, _ = load_gaitcrafter(made["checkpoint"])
+    cond = model.conditions(["s01"], ["000"], ["normal"], ["none"])
+    a = sample(model, cond, n_frames=3, steps=2, seed=5).soft
+    b = sample(reference, cond, n_frames=3, steps=2, seed=5).soft
+    assert np.abs(a - b).max() < 0.05  # float16 storage: rounding only
+    # Another world or another training config (steps): trained, and model.json says why.
+    for changed, key in (
+        ({"world": {**world, "seed": 8}}, "world"),
+        ({"settings": {**settings, "steps": 3}}, "steps"),
+    ):
+        kwargs = {"settings": settings, "world": world, **changed}
+        other = train_stage(**common, out_dir=str(out / key), model=str(out / f"{key}.json"),
+                            pretrained=str(shipped), **kwargs)  # fmt: skip
+        assert other["source"]["kind"] == "trained" and key in other["source"]["not_used_because"]
+    (shipped / WEIGHTS_FILE).write_bytes(b"not weights")
+    with pytest.raises(PretrainedError, match="sha256 differs"):
+        read_pretrained(shipped)
+
+
+def test_identity_bootstrap_widens_with_fewer_identities() -> None:
+    from pipeline.gaitcrafter.stage import identity_bootstrap
+
+    hits = np.array([1, 1, 0, 1] * 10, dtype=float)
+    mean, low, high = identity_bootstrap(hits, [f"p{i % 10}" for i in range(40)])
+    assert mean == 75.0 and low <= mean <= high
+    _, low2, high2 = identity_bootstrap(hits, [f"p{i % 2}" for i in range(40)])
+    assert (high2 - low2) >= (high - low)
+    assert identity_bootstrap(hits, ["one"] * 40)[1:] == (None, None)
+    # All probes of one identity right, the other's wrong: the interval spans nearly 0..100.
+    _, low3, high3 = identity_bootstrap(np.array([1.0] * 5 + [0.0] * 5), ["a"] * 5 + ["b"] * 5)
+    assert low3 == 0.0 and high3 == 100.0
+
+
 # ---------------------------------------------------------------------------------------------
 # The sweep adapter
 
@@ -407,6 +469,12 @@ def test_augmentation_variant_trains_and_scores_on_the_real_test_split(
         assert all(r["value"] is None or 0.0 <= r["value"] <= 100.0 for r in rows)
         # Probes of the test split only: the gallery (nm-01) is never a probe condition.
         assert "condition=nm-01" not in conditions
+        # Every Rank-1 row carries its identity-bootstrap CI around the value; other metrics none.
+        for r in rows:
+            if r["metric"] == "Rank-1":
+                assert r["ci_low"] is not None and r["ci_low"] <= r["value"] + 1e-9 <= r["ci_high"] + 2e-9
+            else:
+                assert r["ci_low"] is None and r["ci_high"] is None
     table = read_table(augmentation_table_stage(inputs=outputs, out=str(tmp_path / "augmentation.parquet")),
                        AUGMENTATION)  # fmt: skip
     assert set(table.column("variant").to_pylist()) == {"untrained", "real", "real+novel", "novel-only"}
@@ -567,6 +635,8 @@ def test_gaitcrafter_config_validation() -> None:
         validate_config(_config(settings={"sample_steps": 5000}))
     with pytest.raises(ConfigError, match="Additional properties are not allowed"):
         validate_config(_config(augmentation={"variantz": ["real"]}))
+    with pytest.raises(ConfigError, match="gaitcrafter/pretrained: nowhere is not a folder"):
+        validate_config(_config(pretrained="nowhere"))
     with pytest.raises(ConfigError, match=r"gaitcrafter/datasets: unknown datasets \['nope'\]"):
         validate_config(_config(datasets=["nope"]))
     no_deepgait = _config()

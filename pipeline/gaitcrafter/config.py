@@ -1,6 +1,6 @@
 """GaitCrafter configurations: one frozen dataclass for model, diffusion, training and sampling settings.
 
-Two presets (:data:`PRESETS`):
+Three presets (:data:`PRESETS`):
 
 * ``tiny`` — the default CPU run. 16-frame clips of full 64×44 silhouettes, pixel-unshuffled by 4
   (16 channels at 16×11, so the UNet never convolves at full resolution), a two-level UNet
@@ -8,6 +8,11 @@ Two presets (:data:`PRESETS`):
   batch 4, 150 steps: 7–9 minutes on one shared core (~3 s/step). It demonstrates the whole path
   (train → checkpoint → resume → sample → evaluate); its samples are noisy walking blobs without
   identity (the docs give the numbers), not a model to draw conclusions from.
+* ``walker`` — the CPU preset whose samples are person-shaped (58 % person-like frames, identity not yet
+  learnt, see the docs): tiny's UNet on 32×22 clips (``downsample:
+  2``, ``patch: 2``), upsampled to 64×44 when sampled; the demo ships a checkpoint of it
+  (:mod:`pipeline.gaitcrafter.pretrained`). Its steps and sampling steps come from the quality-vs-CPU
+  measurements in docs/architecture.md.
 * ``full`` — a GPU configuration: 30-frame clips at 64×44 without unshuffling, a four-level UNet
   (64, 128, 256, 256; 70 M parameters), cross-attention on the three coarser levels, ε-prediction,
   batch 16, 100k steps, bf16 autocast, 50 DDIM steps. Untested at that length here (no GPU was lent).
@@ -25,6 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from pipeline.config import ConfigError
 
@@ -64,7 +70,13 @@ class GaitCrafterConfig:
     frames: int = 16  # frames per training clip (consecutive valid frames)
     views: tuple[str, ...] | None = None  # view vocabulary; None = the training data's view labels
     # -- model --------------------------------------------------------------------------------
-    patch: int = 4  # pixel-unshuffle factor: the UNet runs at (64/patch)×(44/patch) with patch² channels
+    # Resolution divisor: the diffusion runs on clips average-pooled to (64/downsample)×(44/downsample);
+    # samples are upsampled (bilinear) back to 64×44 before binarisation. 2 halves what the model must
+    # get right per frame (smooth outlines instead of 4×4-pixel speckle) at the same UNet cost.
+    downsample: int = 1
+    patch: int = (
+        4  # pixel-unshuffle factor: the UNet runs at (64/(downsample·patch))×(44/…) with patch² channels
+    )
     block_out_channels: tuple[int, ...] = (32, 64)
     attention: tuple[bool, ...] = (False, True)  # cross-attention (and spatial self-attention) per level
     layers_per_block: int = 1
@@ -117,8 +129,13 @@ class GaitCrafterConfig:
         for key in ("layers_per_block", "attention_heads", "norm_num_groups", "cond_dim"):
             if int(getattr(self, key)) < 1:
                 raise bad(key, f"must be >= 1, got {getattr(self, key)}")
-        if self.patch not in (1, 2, 4):
-            raise bad("patch", f"must divide both 64 and 44 (1, 2 or 4), got {self.patch}")
+        if self.downsample not in (1, 2):
+            raise bad("downsample", f"must be 1 (64×44) or 2 (32×22), got {self.downsample}")
+        height, width = self.diffusion_size
+        if self.patch not in (1, 2, 4) or height % self.patch or width % self.patch:
+            raise bad(
+                "patch", f"must divide both {height} and {width} (the diffusion size), got {self.patch}"
+            )
         if not self.block_out_channels:
             raise bad("block_out_channels", "needs at least one level")
         if len(self.attention) != len(self.block_out_channels):
@@ -194,6 +211,11 @@ class GaitCrafterConfig:
         """JSON-able dict (stored in every checkpoint's ``state.json``)."""
         return json.loads(json.dumps(asdict(self)))
 
+    @property
+    def diffusion_size(self) -> tuple[int, int]:
+        """(height, width) of the clips the diffusion runs on (64×44 divided by ``downsample``)."""
+        return HEIGHT // self.downsample, WIDTH // self.downsample
+
     def resolved_device(self) -> str:
         if self.device != "auto":
             return self.device
@@ -233,7 +255,13 @@ FULL = GaitCrafterConfig(
     sample_steps=50,
     guidance_scale=2.0,
 )
-PRESETS: dict[str, GaitCrafterConfig] = {"tiny": TINY, "full": FULL}
+# The best CPU configuration measured so far (docs/architecture.md, "GaitCrafter on a CPU"): 58 % of
+# its sampled frames are person-like after 150 steps (216 CPU s; tiny: 0 %), but its samples do not yet
+# carry identity (own-identity matching at chance). Tiny's UNet on clips average-pooled to 32×22 and
+# pixel-unshuffled by 2 (16×11 × 4 channels: the same UNet cost as tiny), sampled with 10 DDIM steps
+# without guidance.
+WALKER = replace(TINY, downsample=2, patch=2, steps=150, save_every=50, sample_steps=10, guidance_scale=1.0)
+PRESETS: dict[str, GaitCrafterConfig] = {"tiny": TINY, "walker": WALKER, "full": FULL}
 
 __all__ = [
     "ANY",
@@ -246,6 +274,7 @@ __all__ = [
     "PRESETS",
     "RESUMABLE_CHANGES",
     "TINY",
+    "WALKER",
     "WIDTH",
     "GaitCrafterConfig",
     "check_value",
@@ -273,6 +302,11 @@ def check_gaitcrafter(config: dict) -> None:
         )
     except (TypeError, ValueError) as err:
         raise ConfigError(f"gaitcrafter/settings: {err}") from err
+    pretrained = section.get("pretrained")
+    if pretrained and not Path(pretrained).is_dir():
+        raise ConfigError(
+            f"gaitcrafter/pretrained: {pretrained} is not a folder (a shipped checkpoint; null = always train)"
+        )
     augmentation = section.get("augmentation", {})
     novelty = section.get("evaluation", {}).get("novelty", {})
     used = {

@@ -279,9 +279,10 @@ class GaitCrafter(nn.Module):
 
     def forward(self, noisy: Tensor, timesteps: Tensor, tokens: Tensor) -> Tensor:
         n, c, _, h, w = noisy.shape
-        if c != 1 or (h, w) != (HEIGHT, WIDTH):
+        height, width = self.config.diffusion_size
+        if c != 1 or (h, w) != (height, width):
             raise ValueError(
-                f"GaitCrafter expects clips [n, 1, T, {HEIGHT}, {WIDTH}], got {tuple(noisy.shape)}"
+                f"GaitCrafter expects clips [n, 1, T, {height}, {width}], got {tuple(noisy.shape)}"
             )
         if tokens.shape != (n, len(SLOTS), self.config.cond_dim):
             raise ValueError(
@@ -331,6 +332,20 @@ def make_conditions(
     )
 
 
+def to_diffusion_space(clips: Tensor, downsample: int) -> Tensor:
+    """Clips [n, 1, T, 64, 44] in [-1, 1] → [n, 1, T, 64/d, 44/d] (per-frame average pooling)."""
+    if downsample == 1:
+        return clips
+    return F.avg_pool3d(clips, kernel_size=(1, downsample, downsample))
+
+
+def to_pixel_space(clips: Tensor) -> Tensor:
+    """Diffusion-space clips [n, 1, T, h, w] → [n, 1, T, 64, 44] (per-frame bilinear upsampling)."""
+    if clips.shape[-2:] == (HEIGHT, WIDTH):
+        return clips
+    return F.interpolate(clips, size=(clips.shape[2], HEIGHT, WIDTH), mode="trilinear", align_corners=False)
+
+
 def build_model(config: GaitCrafterConfig, vocabulary: Vocabulary) -> GaitCrafter:
     return GaitCrafter(config, vocabulary)
 
@@ -352,5 +367,7 @@ __all__ = [
     "make_conditions",
     "novel_identity",
     "patchify",
+    "to_diffusion_space",
+    "to_pixel_space",
     "unpatchify",
 ]

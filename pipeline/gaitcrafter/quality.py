@@ -10,6 +10,9 @@
   best-frame IoU (each generated frame's best IoU over the real frames, averaged), same vs other.
   Generated clips are not phase-aligned with real ones, hence GEIs and best frames rather than
   frame-by-frame IoU.
+* **Own-identity matching** (:func:`identity_match`): each generated clip is assigned the identity
+  whose real GEIs (same view) it overlaps most on average; the share assigned to their own identity,
+  beside its chance level (the mean of 1 / identities in the clip's view).
 * **Temporal consistency**: mean IoU of consecutive frames, generated vs real.
 """
 
@@ -124,6 +127,30 @@ def identity_view_iou(
     return rows
 
 
+def identity_match(
+    generated: Sequence[LabelledClip], real: Sequence[LabelledClip]
+) -> tuple[float | None, float | None]:
+    """(share of generated clips whose nearest identity by mean GEI IoU, same view, is their own; chance).
+
+    Clips whose own identity has no real clip in their view are left out; (None, None) when none is left."""
+    real_geis = [gei(r.clip) for r in real]
+    hits, chances = [], []
+    for g in generated:
+        by_identity: dict[str, list[float]] = {}
+        g_gei = gei(g.clip)
+        for r, r_gei in zip(real, real_geis, strict=True):
+            if r.view == g.view:
+                by_identity.setdefault(r.identity, []).append(soft_iou(g_gei, r_gei))
+        if g.identity not in by_identity:
+            continue
+        best = max(by_identity, key=lambda k: float(np.mean(by_identity[k])))
+        hits.append(best == g.identity)
+        chances.append(1.0 / len(by_identity))
+    if not hits:
+        return None, None
+    return float(np.mean(hits)), float(np.mean(chances))
+
+
 def summarise_quality(generated: Sequence[LabelledClip], real: Sequence[LabelledClip]) -> dict[str, object]:
     """All numbers of the module docstring, for generated clips against real ones."""
     if not generated or not real:
@@ -136,6 +163,7 @@ def summarise_quality(generated: Sequence[LabelledClip], real: Sequence[Labelled
         return float(np.mean(values)) if values else None
 
     paired = [r for r in rows if r["gei_iou_same"] is not None and r["gei_iou_other"] is not None]
+    match, chance = identity_match(generated, real)
     return {
         "generated_clips": len(generated),
         "real_clips": len(real),
@@ -153,6 +181,8 @@ def summarise_quality(generated: Sequence[LabelledClip], real: Sequence[Labelled
         )
         if paired
         else None,
+        "identity_match_gei": match,
+        "identity_match_chance": chance,
         "consecutive_iou_generated": float(np.nanmean([consecutive_iou(g.clip) for g in generated])),
         "consecutive_iou_real": float(np.nanmean([consecutive_iou(r.clip) for r in real])),
     }
@@ -229,6 +259,7 @@ __all__ = [
     "best_frame_iou",
     "consecutive_iou",
     "gei",
+    "identity_match",
     "identity_view_iou",
     "person_like",
     "person_like_fraction",

@@ -34,6 +34,7 @@ from pipeline.gaitcrafter.model import (
     identity_weights,
     make_conditions,
     novel_identity,
+    to_pixel_space,
 )
 
 log = logging.getLogger(__name__)
@@ -79,13 +80,13 @@ def sampling_scheduler(model: GaitCrafter, sampler: str | None = None, steps: in
     return scheduler
 
 
-def initial_noise(n: int, frames: int, seed: int) -> torch.Tensor:
-    """[n, 1, T, 64, 44] standard normal noise, row i from ``torch.Generator().manual_seed(seed + i)``."""
+def initial_noise(n: int, frames: int, seed: int, size: tuple[int, int] = (HEIGHT, WIDTH)) -> torch.Tensor:
+    """[n, 1, T, *size] standard normal noise, row i from ``torch.Generator().manual_seed(seed + i)``."""
     rows = [
-        torch.randn((1, 1, frames, HEIGHT, WIDTH), generator=torch.Generator().manual_seed(int(seed) + i))
+        torch.randn((1, 1, frames, *size), generator=torch.Generator().manual_seed(int(seed) + i))
         for i in range(n)
     ]
-    return torch.cat(rows) if rows else torch.zeros(0, 1, frames, HEIGHT, WIDTH)
+    return torch.cat(rows) if rows else torch.zeros(0, 1, frames, *size)
 
 
 @torch.no_grad()
@@ -110,13 +111,13 @@ def sample(
         raise ValueError(f"gaitcrafter: guidance_scale must be >= 0, got {scale}")
     model.eval()
     device = next(model.parameters()).device
-    noise = initial_noise(len(conditions), frames, seed)
+    noise = initial_noise(len(conditions), frames, seed, model.config.diffusion_size)
     outputs = []
     for first in range(0, len(conditions), max(1, batch_size)):
         rows = list(range(first, min(first + batch_size, len(conditions))))
         batch = conditions.select(rows).to(device)
         outputs.append(_denoise(model, batch, noise[rows].to(device), steps, scale, sampler))
-    clips = torch.cat(outputs) if outputs else noise
+    clips = to_pixel_space(torch.cat(outputs) if outputs else noise)
     soft = ((clips[:, 0].float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
     binary = np.where(soft >= 0.5, 255, 0).astype(np.uint8)
     return SampleOutput(binary, soft.astype(np.float32), time.perf_counter() - start)

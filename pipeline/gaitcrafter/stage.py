@@ -105,6 +105,9 @@ AUGMENTATION = register(
                 pa.field("iterations", pa.int64(), nullable=False),
                 pa.field("train_seconds", pa.float64(), nullable=False),
                 pa.field("embed_seconds", pa.float64(), nullable=False),
+                # Rank-1 rows: 95 % percentile CI of a bootstrap over the probes' identities (null elsewhere)
+                pa.field("ci_low", pa.float64()),
+                pa.field("ci_high", pa.float64()),
                 pa.field("note", pa.string()),
             ],
             metadata={
@@ -131,6 +134,8 @@ QUALITY_NOTES = {
     "frame_iou_other": "best-frame IoU with real clips of other identities, same view",
     "fraction_same_beats_other_gei": "share of clips closer (GEI IoU) to their own identity than to others",
     "consecutive_iou": "IoU of consecutive frames (temporal consistency)",
+    "identity_match_gei": "share of clips whose nearest identity (mean GEI IoU, same view) is their own",
+    "identity_match_chance": "chance level of identity_match_gei (mean of 1 / identities per view)",
 }
 
 
@@ -176,15 +181,18 @@ def enrol_selection(enrol: str) -> tuple[tuple[str, ...], tuple[str, ...] | None
     return (("train", "test"), ("train", "gallery")) if enrol == "gallery" else (("train",), None)
 
 
-def run_fingerprint(config, vocabulary, splits: Sequence[str], roles: Sequence[str] | None) -> str:
-    """Hash of everything that makes a checkpoint non-resumable (architecture, diffusion, data labels)."""
+def run_fingerprint(
+    config, vocabulary, splits: Sequence[str], roles: Sequence[str] | None, world: Mapping | None = None
+) -> str:
+    """Hash of everything that makes a checkpoint non-resumable (architecture, diffusion, data labels,
+    and the world config of a world dataset: another world has the same identity labels)."""
     from pipeline.gaitcrafter.config import RESUMABLE_CHANGES
 
     fixed = {k: v for k, v in config.as_plain().items() if k not in RESUMABLE_CHANGES}
-    text = json.dumps(
-        {"config": fixed, "vocabulary": vocabulary.as_plain(), "splits": list(splits), "roles": roles},
-        sort_keys=True,
-    )
+    value = {"config": fixed, "vocabulary": vocabulary.as_plain(), "splits": list(splits), "roles": roles}
+    if world is not None:
+        value["world"] = dict(world)
+    text = json.dumps(value, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -208,12 +216,17 @@ def train_stage(
     preset: str = "tiny",
     settings: Mapping[str, object] | None = None,
     enrol: str = "gallery",
+    pretrained: str | None = None,
+    world: Mapping[str, object] | None = None,
 ) -> dict:
-    """Train (or resume) a dataset's GaitCrafter; write ``model`` (JSON) and return its content."""
+    """Train (or resume) a dataset's GaitCrafter — or use the shipped checkpoint ``pretrained`` when its
+    fingerprint matches this run's (:mod:`pipeline.gaitcrafter.pretrained`); write ``model`` (JSON,
+    with ``source``: where the model came from) and return its content."""
     from pipeline.gaitcrafter.model import count_parameters
-    from pipeline.gaitcrafter.train import load_training_data, train
+    from pipeline.gaitcrafter.pretrained import fingerprint, fingerprint_inputs
+    from pipeline.gaitcrafter.train import load_training_data
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     config = _resolve(preset, settings or {})
     splits, roles = enrol_selection(enrol)
     data = load_training_data(silhouettes, manifest, config, splits=splits, roles=roles)
@@ -222,22 +235,28 @@ def train_stage(
     rows = {r["sequence_id"]: r for r in read_table(manifest, MANIFEST).to_pylist()}
     train_ids = sorted({rows[s]["subject"] for s in data.sequence_ids if rows[s]["split"] == "train"})
     enrolled = sorted({rows[s]["subject"] for s in data.sequence_ids if rows[s]["split"] != "train"})
-    run_dir = Path(out_dir) / "train" / run_fingerprint(config, data.vocabulary, splits, roles)
+    run_dir = Path(out_dir) / "train" / run_fingerprint(config, data.vocabulary, splits, roles, world)
     log.info(
         "gaitcrafter %s: %d sequences (%d skipped), %d train + %d enrolled test identities, views %s → %s",
         dataset, len(data), len(data.skipped), len(train_ids), len(enrolled), list(data.vocabulary.views), run_dir,
     )  # fmt: skip
-    result = train(config, data, run_dir)
+    inputs = fingerprint_inputs(config, data.vocabulary, splits, roles, world)
+    checkpoint, step, resumed_from, losses, source = _pretrained_or_trained(
+        config, data, run_dir, inputs, pretrained
+    )
     seconds = time.perf_counter() - start
-    losses = [row["loss"] for row in read_table(result.log, _training_log()).to_pylist()]
     info = {
         "dataset": dataset,
-        "checkpoint": str(result.checkpoint),
+        "checkpoint": str(checkpoint),
         "run": str(run_dir),
-        "step": int(result.step),
-        "resumed_from": int(result.resumed_from),
+        "source": source,
+        "fingerprint": fingerprint(inputs),
+        "world": None if world is None else dict(world),
+        "step": step,
+        "resumed_from": resumed_from,
         "seconds": round(seconds, 2),
-        "seconds_per_step": round(seconds / max(1, result.step - result.resumed_from), 3),
+        "cpu_seconds": round(time.process_time() - cpu_start, 1),
+        "seconds_per_step": round(seconds / max(1, step - resumed_from), 3),
         "final_loss": float(np.mean(losses[-10:])) if losses else None,
         "first_loss": float(np.mean(losses[:10])) if losses else None,
         "sequences": len(data),
@@ -248,7 +267,7 @@ def train_stage(
         "enrol": enrol,
         "splits": list(splits),
         "roles": None if roles is None else list(roles),
-        "parameters": count_parameters(result.model),
+        "parameters": count_parameters(_load_model(checkpoint)),
         "preset": preset,
         "config": config.as_plain(),
     }
@@ -259,6 +278,40 @@ def train_stage(
         info["first_loss"] or math.nan, info["final_loss"] or math.nan,
     )  # fmt: skip
     return info
+
+
+def _pretrained_or_trained(config, data, run_dir: Path, inputs: Mapping, pretrained: str | None):
+    """(checkpoint, step, resumed_from, losses, source) of the shipped checkpoint when it fits, else of training."""
+    from pipeline.gaitcrafter.pretrained import materialise, mismatch, read_pretrained
+    from pipeline.gaitcrafter.train import train
+
+    refused = None
+    if pretrained:
+        info = read_pretrained(pretrained)
+        refused = mismatch(info, inputs)
+        if refused is None:
+            checkpoint = materialise(pretrained, run_dir, config)
+            source = {"kind": "pretrained", "path": str(pretrained), "made_by": info.get("made_by"),
+                      "train_cpu_seconds": info.get("train_cpu_seconds"), "fingerprint": info["fingerprint"]}  # fmt: skip
+            log.info(
+                "gaitcrafter: using the shipped checkpoint %s (fingerprint %s)",
+                pretrained,
+                info["fingerprint"],
+            )
+            return checkpoint, int(info["step"]), int(info["step"]), [], source
+        log.warning(
+            "gaitcrafter: not using the shipped checkpoint %s: %s; training instead", pretrained, refused
+        )
+    result = train(config, data, run_dir)
+    losses = [row["loss"] for row in read_table(result.log, _training_log()).to_pylist()]
+    source = {"kind": "trained", "pretrained": pretrained, "not_used_because": refused}
+    return result.checkpoint, int(result.step), int(result.resumed_from), losses, source
+
+
+def _load_model(checkpoint):
+    from pipeline.gaitcrafter.train import load_gaitcrafter
+
+    return load_gaitcrafter(checkpoint, device="cpu")[0]
 
 
 def _training_log():
@@ -605,6 +658,8 @@ def augment_variant_stage(
         raise ValueError(
             f"augmentation {dataset} {variant}: no retrieval numbers (no usable gallery or probe)"
         )
+    intervals = rank1_intervals(table, protocol=protocol, metric=metric, seed=seed)
+    scored = [{**row, **_interval_of(row, intervals)} for row in scored]
     out_rows = [
         {**row, "variant": variant, "real_sequences": len(data) - n_synthetic, "synthetic_sequences": n_synthetic,
          "identities": len(data.labels), "iterations": iterations, "train_seconds": round(train_seconds, 2),
@@ -621,6 +676,65 @@ def augment_variant_stage(
         dataset, variant, iterations, train_seconds, embed_seconds, "–" if overall is None else f"{overall:.1f}",
     )  # fmt: skip
     return out_rows
+
+
+CI_RESAMPLES = 2000
+
+
+def identity_bootstrap(
+    hits: np.ndarray, identities: Sequence[str], *, n: int = CI_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float | None, float | None]:
+    """(mean, low, high) in percent of per-probe hits [0/1], resampling identities (all of a drawn
+    identity's probes together: probes of one person are not independent). No CI below 2 identities."""
+    hits = np.asarray(hits, dtype=np.float64)
+    if hits.size == 0:
+        return math.nan, None, None
+    labels, codes = np.unique(np.asarray(identities, dtype=str), return_inverse=True)
+    mean = 100.0 * float(hits.mean())
+    if len(labels) < 2:
+        return mean, None, None
+    sums = np.bincount(codes, weights=hits, minlength=len(labels))
+    sizes = np.bincount(codes, minlength=len(labels)).astype(np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(labels), size=(n, len(labels)))
+    counts = np.stack([np.bincount(row, minlength=len(labels)) for row in draws]).astype(np.float64)
+    boot = 100.0 * (counts @ sums) / (counts @ sizes)
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return mean, float(low), float(high)
+
+
+def rank1_intervals(
+    table, *, protocol: str, metric: str, seed: int = 0
+) -> dict[str, tuple[float, float | None, float | None]]:
+    """Probe group → (Rank-1 %, CI low, CI high) from the protocol's per-probe ranks (the groups of
+    :func:`pipeline.evaluation.retrieval.protocol_rows`). Single-view-gallery protocols (one row per
+    probe and gallery view) get none: their Rank-1 averages view cells, not probes."""
+    from pipeline.evaluation.retrieval import _groups, evaluate, get_protocol
+
+    overrides: dict[str, object] = {"metric": metric}
+    if protocol == "generic":
+        overrides["group_by"] = "condition"
+    spec = get_protocol(protocol, **overrides)
+    if spec.single_view_gallery:
+        return {}
+    per_probe = evaluate(table, spec).per_probe
+    if spec.no_match == "skip":
+        per_probe = per_probe.filter(per_probe["n_matches"] > 0)
+    hits = (per_probe["first_match"].to_numpy() == 1).astype(np.float64)
+    subjects = per_probe["subject"].cast(str).to_list()
+    out = {}
+    for name, mask in _groups(per_probe, spec).items():
+        out[name] = identity_bootstrap(
+            hits[mask], [s for s, m in zip(subjects, mask, strict=True) if m], seed=seed
+        )
+    return out
+
+
+def _interval_of(row: Mapping[str, object], intervals: Mapping[str, tuple]) -> dict[str, float | None]:
+    """CI columns of one scored row: only Rank-1 rows whose value the per-probe hits reproduce."""
+    found = intervals.get(str(row["condition"])) if row["metric"] == "Rank-1" else None
+    if found is None or row["value"] is None or not math.isclose(found[0], float(row["value"]), abs_tol=1e-6):
+        return {"ci_low": None, "ci_high": None}
+    return {"ci_low": found[1], "ci_high": found[2]}
 
 
 def untrained_checkpoint(config, data, path: Path) -> Path:
@@ -649,6 +763,8 @@ __all__ = [
     "augment_variant_stage",
     "augmentation_table_stage",
     "enrol_selection",
+    "identity_bootstrap",
+    "rank1_intervals",
     "novelty_stage",
     "quality_rows",
     "quality_stage",

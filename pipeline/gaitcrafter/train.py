@@ -51,10 +51,18 @@ from pipeline.contracts import MANIFEST, Contract, read_table, register, write_t
 from pipeline.gaitcrafter.config import (
     ANY,
     CONFIG_KEY,
+    PRESETS,
     RESUMABLE_CHANGES,
     GaitCrafterConfig,
 )
-from pipeline.gaitcrafter.model import SLOTS, ConditionBatch, GaitCrafter, Vocabulary, build_model
+from pipeline.gaitcrafter.model import (
+    SLOTS,
+    ConditionBatch,
+    GaitCrafter,
+    Vocabulary,
+    build_model,
+    to_diffusion_space,
+)
 from pipeline.perception.silhouettes import cut_to_44
 
 log = logging.getLogger(__name__)
@@ -320,6 +328,7 @@ def train_step(
     """One optimisation step; returns its log row."""
     start = time.perf_counter()
     clips, cond = draw_batch(data, config, step)
+    clips = to_diffusion_space(clips, config.downsample)
     generator = torch.Generator().manual_seed(torch_seed(config.seed, step))
     noise = torch.randn(clips.shape, generator=generator)
     timesteps = torch.randint(0, config.train_timesteps, (len(clips),), generator=generator)
@@ -676,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stores", required=True, help="folder of silhouette shard-*.npz (or one .npz)")
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--preset", default="tiny", choices=["tiny", "full"])
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=JSON", help="override a config key"

@@ -103,6 +103,14 @@ def quality_verdict(quality: pl.DataFrame) -> str | None:
         f"GEI IoU with the own identity {fmt(same, 3)} vs other identities {fmt(other, 3)}, "
         f"own identity closer for {100 * (identity['generated'] or 0.0):.0f} % of clips (50 % = chance)"
     )
+    match, chance = (
+        rows.get(k, {}).get("generated") for k in ("identity_match_gei", "identity_match_chance")
+    )
+    if match is not None and chance is not None:
+        numbers += (
+            f"; nearest identity (GEI IoU, same view) is the own one for {100 * match:.0f} % of clips "
+            f"(chance {100 * chance:.0f} %)"
+        )
     poor_shape = person["generated"] < POOR_PERSON_LIKE * real_share
     poor_identity = (identity["generated"] or 0.0) < POOR_IDENTITY
     if poor_shape or poor_identity:
@@ -127,6 +135,24 @@ def _gaitcrafter_model_html(g: GaitCrafterTables) -> str:
         f"10 steps {esc(loss)}) on {esc(m.get('sequences'))} sequences: {len(m.get('train_identities', []))} train-split "
         f"identities and {len(m.get('enrolled_identities', []))} test identities enrolled with their gallery sequences "
         f"(enrol: {esc(m.get('enrol'))}), views {esc(', '.join(m.get('views', [])))}.</p>"
+        + f"<p>{esc(model_source(m))}</p>"
+    )
+
+
+def model_source(m: Mapping[str, Any]) -> str:
+    """Where the model came from: the shipped checkpoint (and how it was made) or training in this run."""
+    source = m.get("source") or {}
+    if source.get("kind") == "pretrained":
+        cpu = source.get("train_cpu_seconds")
+        return (
+            f"Model: the shipped checkpoint {source.get('path')} (made by `{source.get('made_by')}`"
+            + (f", {cpu:.0f} CPU seconds of training" if isinstance(cpu, (int, float)) else "")
+            + f"), used because its fingerprint {source.get('fingerprint')} (world and training config) matches this "
+            "run's; nothing was trained in this run."
+        )
+    why = source.get("not_used_because")
+    return "Model: trained in this run" + (
+        f" (the shipped checkpoint {source.get('pretrained')} was not used: {why})." if why else "."
     )
 
 
@@ -225,7 +251,7 @@ def _gaitcrafter_augmentation_html(g: GaitCrafterTables) -> str:
         delta = None if base is None or r1 is None or variant == "real" else r1 - base
         rows.append([
             esc(variant), esc(any_row["real_sequences"]), esc(any_row["synthetic_sequences"]), esc(any_row["identities"]),
-            *[fmt(cells.get(m, {}).get("value"), PERCENT_DECIMALS) for m in metrics],
+            *[_with_ci(cells.get(m, {})) for m in metrics],
             MISSING if delta is None else f"{delta:+.1f}",
             *[fmt(rank1.get((variant, c)), PERCENT_DECIMALS) for c in conditions],
             esc(any_row["iterations"]), fmt(any_row["train_seconds"], 0),
@@ -239,11 +265,20 @@ def _gaitcrafter_augmentation_html(g: GaitCrafterTables) -> str:
         f"<h4>Augmentation experiment</h4><p>{esc(first['recogniser'])} trained on each training set, scored on the "
         f"real test split ({esc(first['protocol'])} protocol, percent). Variants: real = the real train split; +same = "
         "plus synthetic clips of the same identities; +novel = plus novel identities; novel-only; real-k pct = k % of "
-        "the real identities (low-label); untrained = the same recogniser never trained (calibration).</p>"
+        "the real identities (low-label); untrained = the same recogniser never trained (calibration). Brackets: "
+        "95 % CI of a bootstrap over the test identities (all probes of a drawn identity together).</p>"
         + html_table(header, rows, [False] + [True] * (len(header) - 1))
         + "".join(f"<p>{esc(line)}</p>" for line in readings)
         + "".join(f'<p class="meta">{esc(n)}</p>' for n in notes)
     )
+
+
+def _with_ci(row: Mapping[str, Any]) -> str:
+    """A value with its bootstrap CI where the table has one ("82.6 [75.0, 89.6]")."""
+    text = fmt(row.get("value"), PERCENT_DECIMALS)
+    if row.get("ci_low") is None or row.get("ci_high") is None:
+        return text
+    return f"{text} [{row['ci_low']:.{PERCENT_DECIMALS}f}, {row['ci_high']:.{PERCENT_DECIMALS}f}]"
 
 
 def augmentation_readings(by_variant: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
@@ -263,6 +298,18 @@ def augmentation_readings(by_variant: Mapping[str, Mapping[str, Mapping[str, Any
             f"{probes} probes: one probe is {step:.2f} points of Rank-1; the variants differ from real by at most "
             f"{spread:.1f} points ({spread / step:.0f} probes)."
         )
+    base = rank1["real"]
+    for variant in ("real+novel", "real+same"):
+        other = rank1.get(variant)
+        if other is None or None in (other.get("ci_low"), base.get("ci_low")):
+            continue
+        if other["ci_low"] > base["ci_high"]:
+            verdict = "beats real: the 95 % intervals do not overlap"
+        elif other["ci_high"] < base["ci_low"]:
+            verdict = "is below real: the 95 % intervals do not overlap"
+        else:
+            verdict = "is not distinguishable from real: the 95 % identity-bootstrap intervals overlap"
+        lines.append(f"{variant} {_with_ci(other)} vs real {_with_ci(base)} Rank-1: {variant} {verdict}.")
     if "untrained" in rank1:
         untrained = rank1["untrained"]["value"]
         lines.append(

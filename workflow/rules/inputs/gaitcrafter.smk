@@ -41,9 +41,17 @@ def get_gaitcrafter_train_spec(wildcards):
             "preset": GAITCRAFTER["preset"],
             "settings": {"threads": GAITCRAFTER["threads"], "progress": False, **GAITCRAFTER["settings"]},
             "enrol": GAITCRAFTER["enrol"],
+            # A shipped checkpoint is used only when it was made from this world and training config.
+            "pretrained": GAITCRAFTER.get("pretrained"),
+            "world": gaitcrafter_world(wildcards.dataset),
         },
         sort_keys=True,
     )
+
+
+def gaitcrafter_world(dataset):
+    """The world config of a world dataset (part of a shipped checkpoint's fingerprint); None otherwise."""
+    return world_of(dataset) if DATASETS[dataset]["kind"] == "world" else None
 
 
 def gaitcrafter_resource(name):
