@@ -29,6 +29,10 @@ def study(mine_root, **recognisers) -> dict:
     """The CI world plus a custom dataset, one cheap recogniser, the two control models, one scenario."""
     config = copy.deepcopy(TINY)
     config["study"] = "cross"
+    # without the CI study's second world and guidance ablation (tests/test_workflow.py covers them)
+    config["datasets"].pop("tinyb")
+    config["sweep"].pop("guidance_ablation")
+    config["recognisers"].pop("train_on")
     config["datasets"]["mine"] = {"kind": "custom", "root": str(mine_root), "sheet": "sheet.csv", "perception_shards": 1}
     config["perception"]["guidance"] = {"formats": []}
     config["models"] = {"oracle": {"generator": "oracle"}, "static": {"generator": "static"}}
