@@ -74,6 +74,8 @@ def test_joint_angles_against_law_of_cosines():
 
 
 def test_motion_consistency_needs_confident_frames():
+    from pipeline.skeleton import COCO17_INDEX as K
+
     rng = np.random.default_rng(2)
     kp = rng.uniform(0, 100, size=(10, 17, 3))
     kp[..., 2] = 1.0
@@ -82,7 +84,20 @@ def test_motion_consistency_needs_confident_frames():
     low = kp.copy()
     low[:8, :, 2] = 0.1
     value, note = motion_consistency((low, np.ones(10, bool)), (kp, np.ones(10, bool)))
-    assert value is None and "generated video: 2 frame(s)" in note
+    assert value is None and "no joint angle" in note
+    hidden = kp.copy()  # the far arm hidden (a side view): the other six angles are compared
+    hidden[:, [K["left_elbow"], K["left_wrist"]], 2] = 0.05
+    moved = kp.copy()
+    moved[:, K["left_wrist"], :2] += 40.0  # only the hidden arm differs
+    value, note = motion_consistency((hidden, np.ones(10, bool)), (moved, np.ones(10, bool)))
+    assert value == pytest.approx(0.0) and note is None
+    few = kp.copy()
+    few[:7, K["right_knee"], 2] = 0.0  # the right knee angle seen in 3 of 10 frames: dropped, the rest kept
+    assert motion_consistency((few, np.ones(10, bool)), (kp, np.ones(10, bool)))[0] == pytest.approx(0.0)
+    invalid = np.zeros(10, bool)
+    invalid[:3] = True
+    value, note = motion_consistency((kp, invalid), (kp, np.ones(10, bool)))
+    assert value is None and "no joint angle" in note
 
 
 def test_weighted_spearman_equals_scipy_on_repeated_data():

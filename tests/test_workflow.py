@@ -257,6 +257,11 @@ def test_tiny_beyond_the_paper(tiny_run):
             MANIFEST,
         ).to_pylist()
         assert rows and all(json.loads(r["attributes"])["notes"]["guidance"] == arm for r in rows if not r["error"])
+    videos = pl.read_parquet(tiny_run / "results/aggregate/videos.parquet").filter(pl.col("model").str.contains("@"))
+    by_arm = videos.pivot(on="model", index="job_id", values="ssim").drop_nulls()
+    assert by_arm.height > 0
+    # the two arms read different keypoints, so they paint different videos
+    assert (by_arm["posewarp-sparse@groundtruth"] != by_arm["posewarp-sparse@estimated"]).any()
     ablation = pl.from_arrow(read_table(base / "guidance_ablation.parquet", ABLATION_TABLE))
     assert set(ablation["model"]) == {"posewarp-sparse"} and set(ablation["scenario"]) == {"baseline", "all"}
     rank1 = ablation.filter(pl.col("quantity") == "Rank-1")

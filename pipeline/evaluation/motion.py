@@ -7,9 +7,10 @@ dynamic time warping (DTW), so a small phase shift or a dropped frame costs litt
 movement of the limbs costs a lot.
 
 Joint angles (:data:`ANGLES`): the interior angle at the elbows, shoulders, hips and knees (8 angles,
-degrees in [0, 180]), each from three COCO-17 keypoints. A frame is used when the pose stage marked it
-valid and all 12 limb keypoints have confidence ≥ ``min_confidence``; other frames are dropped (DTW
-aligns the rest). :func:`dtw_distance` is the classic O(n·m) recursion with the mean absolute angle
+degrees in [0, 180]), each from three COCO-17 keypoints. An angle is usable on a frame the pose stage
+marked valid when its three keypoints have confidence ≥ ``min_confidence``; the curves compared are the
+angles usable in at least half the frames of both videos (a side view hides the far arm), on the frames
+where all of them are usable (DTW aligns the rest). :func:`dtw_distance` is the classic O(n·m) recursion with the mean absolute angle
 difference as the local cost, normalised by the length of the warping path, so the value reads as
 "degrees of joint-angle disagreement per aligned frame pair".
 """
@@ -53,17 +54,20 @@ def joint_angles(keypoints: np.ndarray) -> np.ndarray:
     return out
 
 
-def usable_angles(keypoints: np.ndarray, valid: np.ndarray | None, min_confidence: float = 0.3) -> np.ndarray:
-    """The joint-angle curves of the frames that are valid and whose limb keypoints are confident."""
+def confident_angles(
+    keypoints: np.ndarray, valid: np.ndarray | None, min_confidence: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """([T, 8] joint angles, [T, 8] whether each is usable): the frame is valid and the angle's three
+    keypoints have confidence ≥ ``min_confidence`` (keypoints without a confidence column count as seen)."""
     kp = np.asarray(keypoints, dtype=np.float64)
     angles = joint_angles(kp)
-    keep = np.isfinite(angles).all(axis=1)
+    usable = np.isfinite(angles)
     if kp.shape[2] >= 3:
-        limb = sorted({K[n] for _, a, v, b in ANGLES for n in (a, v, b)})
-        keep &= (kp[:, limb, 2] >= min_confidence).all(axis=1)
+        for j, (_, a, v, b) in enumerate(ANGLES):
+            usable[:, j] &= (kp[:, [K[a], K[v], K[b]], 2] >= min_confidence).all(axis=1)
     if valid is not None:
-        keep &= np.asarray(valid, dtype=bool).reshape(-1)[: len(kp)]
-    return angles[keep]
+        usable &= np.asarray(valid, dtype=bool).reshape(-1)[: len(kp), None]
+    return angles, usable
 
 
 def dtw_distance(x: np.ndarray, y: np.ndarray) -> float:
@@ -102,10 +106,17 @@ def motion_consistency(
     min_confidence: float = 0.3,
 ) -> tuple[float | None, str | None]:
     """DTW of the joint-angle curves (degrees per aligned pair) of a generated video and its driving
-    video, each given as (keypoints [T, 17, 3], valid [T]); (None, reason) when either side has fewer
-    than :data:`MIN_FRAMES` usable frames."""
-    curves = [usable_angles(kp, valid, min_confidence) for kp, valid in (generated, driving)]
+    video, each given as (keypoints [T, 17, 3], valid [T]).
+
+    A side view hides the far limbs (low keypoint confidence), so the curves compared are the angles
+    usable in at least half the frames of *both* videos, on the frames where all of those are usable;
+    (None, reason) when no angle or fewer than :data:`MIN_FRAMES` frames on either side remain."""
+    (ga, gu), (da, du) = (confident_angles(kp, valid, min_confidence) for kp, valid in (generated, driving))
+    keep = (gu.mean(axis=0) >= 0.5) & (du.mean(axis=0) >= 0.5)
+    if not keep.any():
+        return None, "no joint angle is confidently seen in half the frames of both videos"
+    curves = [a[u[:, keep].all(axis=1)][:, keep] for a, u in ((ga, gu), (da, du))]
     for curve, what in zip(curves, ("generated", "driving"), strict=True):
         if len(curve) < MIN_FRAMES:
-            return None, f"{what} video: {len(curve)} frame(s) with a confident pose ({MIN_FRAMES} needed)"
+            return None, f"{what} video: {len(curve)} frame(s) with the angles seen ({MIN_FRAMES} needed)"
     return dtw_distance(*curves), None

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +150,12 @@ def motion_table(sources: Sequence[Mapping[str, str]], real_pose: Mapping[str, s
     return _frame(rows, MOTION_TABLE)
 
 
+@lru_cache(maxsize=8)
+def _store(path: str):
+    """A real pose shard's frame store, read once for all the videos it drives."""
+    return read_frame_store(path)
+
+
 def _video_motion(
     video: dict, attrs: dict, status: dict, store, real: Mapping[str, str]
 ) -> tuple[float | None, str | None]:
@@ -159,7 +166,7 @@ def _video_motion(
         return None, f"pose of the generated video: {status.get(sid, {}).get('error') or 'not stored'}"
     if driving not in real:
         return None, f"pose of the driving video {driving}: not stored"
-    drv = read_frame_store(real[driving])
+    drv = _store(real[driving])
     pair = [(s.get(i, "pose_keypoints"), s.get(i, "valid")) for s, i in ((store, sid), (drv, driving))]
     return motion_consistency(*pair)
 
@@ -324,8 +331,11 @@ def domain_table(real: pl.DataFrame, biometric: pl.DataFrame, trained_on: Mappin
     real = real.filter(
         pl.col("condition").is_in(list(OVERALL_CONDITIONS)) & pl.col("metric").is_in(["Rank-1", "mAP"])
     )
+    protocols = real.group_by("dataset").agg(k=pl.col("protocol").n_unique())
+    several = set(protocols.filter(pl.col("k") > 1)["dataset"].to_list())  # then one row per protocol
     for r in real.iter_rows(named=True):
-        rows.append({"scored": r["dataset"], "recogniser": r["recogniser"], "probes": "real", "metric": r["metric"],
+        probes = f"real ({r['protocol']})" if r["dataset"] in several else "real"
+        rows.append({"scored": r["dataset"], "recogniser": r["recogniser"], "probes": probes, "metric": r["metric"],
                      "value": r["value"], "ci_low": None, "ci_high": None, "n": None})  # fmt: skip
     gen = biometric.filter((pl.col("identity") == "driving") & pl.col("metric").is_in(["Rank-1", "mAP"]))
     for r in gen.iter_rows(named=True):
