@@ -41,9 +41,7 @@ SECTIONS: dict[str, str] = {
 }
 # Shown (before the real-probe baseline) only when the report is given GaitCrafter results.
 GAITCRAFTER_SECTION = ("gaitcrafter", "GaitCrafter: sample quality, novel identities, augmentation")
-PLOT_NAMES = (
-    "visual_vs_biometric", "bars", "diagnostics", "correlations", "guidance_density", "strips", "guidance_ablation",
-)  # fmt: skip
+PLOT_NAMES = ("visual_vs_biometric", "bars", "diagnostics", "correlations", "guidance_density", "strips")
 LABELS = {
     "ssim": "SSIM", "psnr": "PSNR (dB)", "lpips": "LPIPS",
     "flow_divergence": "flow divergence", "thickening_index": "thickening index", "foot_sliding": "foot sliding",

@@ -281,7 +281,9 @@ def build_report(
     finally:
         tmp.unlink(missing_ok=True)
     if plots_dir is not None:
-        write_plots(plots, plots_dir)
+        write_plots(
+            plots, plots_dir, (*PLOT_NAMES, ANALYSES_PLOT) if analyses_dir is not None else PLOT_NAMES
+        )
     log.info("report: %s (%d plots, %d strips)", final, len(plots.png), len(chosen))
     return final
 
@@ -298,10 +300,10 @@ def _analyses(analyses_dir: str | os.PathLike, plots: Plots) -> tuple[str, list[
     return analyses_section(frames, problems, plot_html), analyses_sentences(frames)
 
 
-def write_plots(plots: Plots, plots_dir: str | os.PathLike) -> list[Path]:
-    """Each of :data:`PLOT_NAMES` as ``{name}.png``; a missing plot becomes a PNG saying why."""
+def write_plots(plots: Plots, plots_dir: str | os.PathLike, names: Sequence[str] = PLOT_NAMES) -> list[Path]:
+    """Each of ``names`` (default :data:`PLOT_NAMES`) as ``{name}.png``; a missing plot becomes a PNG saying why."""
     written = []
-    for name in PLOT_NAMES:
+    for name in names:
         data = plots.png.get(name) or png_bytes(placeholder(plots.why.get(name, "no data")))
         final, tmp = atomic_path(Path(plots_dir) / f"{name}.png")
         try:
