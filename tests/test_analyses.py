@@ -269,3 +269,47 @@ def test_ablation_config_expands_to_two_arms_and_names_bad_keys():
         _study(sweep__guidance_ablation={"models": ["posewarp-sparse"], "scenarios": ["nowhere"]})
     with pytest.raises(ConfigError, match="datasets.tinyb.sweep_models: 'magic'"):
         _study(datasets__tinyb__sweep_models=["magic"])
+
+
+def test_summary_sentences_quote_the_tables():
+    from pipeline.study.analyses import ABLATION_TABLE, DOMAIN_TABLE, PREDICTOR_TESTS, PREDICTORS_TABLE
+    from pipeline.study.report.analyses import analyses_sentences
+
+    def frame(rows, contract):
+        import pyarrow as pa
+
+        return pl.from_arrow(pa.Table.from_pylist(rows, schema=contract.schema))
+
+    cell = {"dataset": "w", "model": "posewarp-dense", "task": "restoration", "n": 12, "n_identities": 6}
+    ablation = frame([
+        {**cell, "scenario": "baseline", "recogniser": "deepgaitv2", "quantity": "Rank-1", "mean_groundtruth": 90.0,
+         "mean_estimated": 80.0, "mean_diff": -10.0, "ci_low": -20.0, "ci_high": 0.0},
+        {**cell, "scenario": "in_the_wild", "recogniser": "deepgaitv2", "quantity": "Rank-1", "mean_groundtruth": 75.0,
+         "mean_estimated": 50.0, "mean_diff": -25.0, "ci_low": -41.7, "ci_high": -8.3},
+        {**cell, "scenario": "in_the_wild", "recogniser": None, "quantity": "ssim", "mean_groundtruth": 0.8,
+         "mean_estimated": 0.7, "mean_diff": -0.1, "ci_low": -0.12, "ci_high": -0.08},
+    ], ABLATION_TABLE)  # fmt: skip
+    tests = frame([
+        {"dataset": "w", "recogniser": "deepgaitv2", "level": "video", "biometric": "AP", "temporal": "motion_dtw",
+         "rho_temporal": -0.52, "rho_ssim": 0.21, "diff": 0.31, "ci_low": 0.05, "ci_high": 0.6, "n": 100,
+         "n_identities": 8, "beats_ssim": True, "note": None},
+    ], PREDICTOR_TESTS)  # fmt: skip
+    real = {
+        "recogniser": "deepgaitv2",
+        "probes": "real",
+        "metric": "Rank-1",
+        "ci_low": None,
+        "ci_high": None,
+        "n": None,
+    }
+    domain = frame([
+        {**real, "trained_on": "w", "scored": "w", "domain": "in-domain", "value": 93.1},
+        {**real, "trained_on": "w", "scored": "b", "domain": "cross-domain", "value": 61.5},
+    ], DOMAIN_TABLE)  # fmt: skip
+    empty = pl.from_arrow(PREDICTORS_TABLE.empty())
+    frames = {"guidance_ablation": ablation, "predictors": empty, "predictor_tests": tests, "domain": domain}
+    ablation_s, predictors_s, domain_s = analyses_sentences(frames)
+    assert "Rank-1 (deepgaitv2, in_the_wild) by -25.0 [-41.7, -8.3] points" in ablation_s
+    assert "SSIM by -0.100 [-0.120, -0.080]" in ablation_s
+    assert "ρ = -0.52 vs SSIM 0.21, Δ|ρ| 0.31 [0.05, 0.60] (beats SSIM)" in predictors_s
+    assert "trained on w reach real-probe Rank-1 on b of deepgaitv2 61.5 vs 93.1 in-domain" in domain_s
