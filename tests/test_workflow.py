@@ -249,7 +249,13 @@ def test_tiny_study_tables_and_report(tiny_run):
 def test_tiny_beyond_the_paper(tiny_run):
     """The guidance-source ablation, the predictors (with the joint-angle DTW) and the cross-domain table
     run in the tiny study and reach the report's summary."""
-    from pipeline.study.analyses import DOMAIN_TABLE, MOTION_TABLE, PREDICTOR_TESTS, PREDICTORS_TABLE, ABLATION_TABLE
+    from pipeline.study.analyses import (
+        ABLATION_TABLE,
+        DOMAIN_TABLE,
+        MOTION_TABLE,
+        PREDICTOR_TESTS,
+        PREDICTORS_TABLE,
+    )
 
     base = tiny_run / "results/analyses"
     for arm in ("groundtruth", "estimated"):
