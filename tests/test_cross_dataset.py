@@ -104,7 +104,7 @@ def test_train_on_is_validated():
         return validate_study(c)
 
     assert config({"mine": "tiny", "other": "tiny"})["recognisers"]["train_on"] == {"mine": "tiny", "other": "tiny"}
-    assert validate_study(copy.deepcopy(TINY))["recognisers"]["train_on"] == {}
+    assert validate_study(study("/videos"))["recognisers"]["train_on"] == {}  # the default when none is given
     for train_on, message in (
         ({"yours": "tiny"}, r"recognisers/train_on/yours: 'yours' is not a dataset of the study"),
         ({"mine": "wrld"}, r"recognisers/train_on/mine: 'wrld' is not a dataset of the study"),
