@@ -236,6 +236,11 @@ SPEC_COMMANDS = {
         "the augmentation table",
     ),
     "aggregate": ("pipeline.study.aggregate", "run_aggregate", "the study's tables"),
+    "analyses": (
+        "pipeline.study.analyses",
+        "run_analyses",
+        "guidance ablation, predictors of biometric fidelity, cross-domain table",
+    ),
     "report": ("pipeline.study.report", "build_report", "the HTML report"),
 }
 

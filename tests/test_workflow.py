@@ -173,7 +173,7 @@ def test_adding_a_model_runs_only_its_jobs(tiny_run, tmp_path):
     jobs = dry_run_jobs(result.stdout)
     assert jobs, result.stdout
     for rule, wildcards in jobs:
-        if rule in ("all", "sweep_sheet", "aggregate", "report"):
+        if rule in ("all", "sweep_sheet", "aggregate", "analyses", "report"):
             continue  # the aggregations that list every model
         assert "static-b" in wildcards, (rule, wildcards)
     assert {rule for rule, _ in jobs} >= {"generate", "perceive_generated", "metrics", "evaluate_generated"}
@@ -198,6 +198,7 @@ def test_slurm_profile_dry_run(tmp_path):
         "resources": {"gpu": 1, "mem_mb": 32000, "runtime": 240},
     }
     config["sweep"]["models"] = ["magicanimate"]
+    config["sweep"].pop("guidance_ablation")  # its posewarp arms are CPU generate jobs
     config["gaitcrafter"]["resources"] = {"gpu": 1, "mem_mb": 16000, "runtime": 120}  # its training job
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -235,12 +236,60 @@ def test_tiny_study_tables_and_report(tiny_run):
 
     visual = pl.from_arrow(read_table(tiny_run / "results/aggregate/visual.parquet", VISUAL_TABLE))
     biometric = pl.from_arrow(read_table(tiny_run / "results/aggregate/biometric.parquet", BIOMETRIC_TABLE))
-    assert set(visual["model"]) == {"oracle", "static", "gaitcrafter"}
+    arms = {"posewarp-sparse@groundtruth", "posewarp-sparse@estimated"}  # sweep.guidance_ablation
+    assert set(visual["model"]) == {"oracle", "static", "gaitcrafter", *arms}
     assert set(biometric["recogniser"]) == {"deepgaitv2", "skeletongait", "skeletongait++", "biggait"}
     html = (tiny_run / "results/report/report.html").read_text()
     assert "<img" in html and 'src="http' not in html
     for plot in ("bars", "visual_vs_biometric", "strips"):
         assert (tiny_run / f"results/report/plots/{plot}.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_tiny_beyond_the_paper(tiny_run):
+    """The guidance-source ablation, the predictors (with the joint-angle DTW) and the cross-domain table
+    run in the tiny study and reach the report's summary."""
+    from pipeline.study.analyses import (
+        ABLATION_TABLE,
+        DOMAIN_TABLE,
+        MOTION_TABLE,
+        PREDICTOR_TESTS,
+        PREDICTORS_TABLE,
+    )
+
+    base = tiny_run / "results/analyses"
+    for arm in ("groundtruth", "estimated"):
+        rows = read_table(
+            tiny_run / f"results/generated/tiny/posewarp-sparse@{arm}/restoration/baseline/shard-0000/manifest.parquet",
+            MANIFEST,
+        ).to_pylist()
+        assert rows and all(json.loads(r["attributes"])["notes"]["guidance"] == arm for r in rows if not r["error"])
+    videos = pl.read_parquet(tiny_run / "results/aggregate/videos.parquet").filter(pl.col("model").str.contains("@"))
+    by_arm = videos.pivot(on="model", index="job_id", values="ssim").drop_nulls()
+    assert by_arm.height > 0
+    # the two arms read different keypoints, so they paint different videos
+    assert (by_arm["posewarp-sparse@groundtruth"] != by_arm["posewarp-sparse@estimated"]).any()
+    ablation = pl.from_arrow(read_table(base / "guidance_ablation.parquet", ABLATION_TABLE))
+    assert set(ablation["model"]) == {"posewarp-sparse"} and set(ablation["scenario"]) == {"baseline", "all"}
+    rank1 = ablation.filter(pl.col("quantity") == "Rank-1")
+    assert set(rank1["recogniser"]) >= {"deepgaitv2"} and (rank1["n"] > 0).all()
+    motion = pl.from_arrow(read_table(base / "motion.parquet", MOTION_TABLE))
+    dtw = {m: motion.filter(pl.col("model") == m)["motion_dtw"].drop_nulls().median() for m in ("oracle", "static")}
+    # the oracle moves like its driving video, the static reference does not move at all
+    assert dtw["oracle"] is not None and dtw["static"] is not None and dtw["oracle"] < dtw["static"], dtw
+    predictors = pl.from_arrow(read_table(base / "predictors.parquet", PREDICTORS_TABLE))
+    assert set(predictors["kind"]) == {"visual", "temporal", "diagnostic"}
+    assert {"motion_dtw", "ssim"} <= set(predictors["predictor"]) and set(predictors["level"]) == {"video", "cell"}
+    assert read_table(base / "predictor_tests.parquet", PREDICTOR_TESTS).num_rows > 0
+    domain = pl.from_arrow(read_table(base / "domain.parquet", DOMAIN_TABLE))
+    cross = domain.filter(pl.col("domain") == "cross-domain")
+    assert set(cross["scored"]) == {"tinyb"} and set(cross["trained_on"]) == {"tiny"}
+    assert {"real", "oracle / baseline"} <= set(cross["probes"])
+    html = (tiny_run / "results/report/report.html").read_text()
+    assert 'id="analyses"' in html
+    for sentence in ("Guidance-source ablation: ", "Temporal predictors", "Cross-domain: recognisers trained on tiny"):
+        assert f"<li>{sentence}" in html, sentence
+    assert (tiny_run / "results/report/plots/guidance_ablation.png").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -255,7 +304,7 @@ def test_changing_a_metric_parameter_does_not_regenerate(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     rules = {rule for rule, _ in dry_run_jobs(result.stdout)}
     assert "metrics" in rules
-    assert rules <= {"metrics", "aggregate", "report", "all"}, rules
+    assert rules <= {"metrics", "aggregate", "analyses", "report", "all"}, rules
 
 
 @pytest.mark.slow

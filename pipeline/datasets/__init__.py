@@ -30,7 +30,10 @@ ADAPTERS: dict[str, Callable[..., list[dict]]] = {
 
 # Keys of a `datasets.<name>` entry that the workflow reads and that never reach an adapter.
 WORKFLOW_KEYS = frozenset(
-    {"name", "kind", "perception_shards", "protocol", "scenario_conditions", "pose_backend", "mask_backend"}
+    {
+        "name", "kind", "perception_shards", "protocol", "scenario_conditions", "pose_backend", "mask_backend",
+        "sweep_models", "sweep_scenarios",
+    }
 )
 # Keys with a schema default on every dataset: passed to the adapters that take them, dropped for the others
 # (the custom adapter always probes its videos, so it has no `count_frames`).

@@ -97,7 +97,36 @@ def part_source(source: RealSource, job: dict, backend: str) -> str:
     return "groundtruth" if has_gt else ("approx_from_pose" if backend == "auto" else "none")
 
 
-def build_reference(source: RealSource, job: dict, parts_backend: str = "auto", needs: tuple[str, ...] = ("parts",)) -> Reference:
+# models.<name>.guidance: where a generator's pose guidance comes from (the guidance-source ablation).
+GUIDANCE_SOURCES = ("auto", "groundtruth", "estimated")
+# guidance → the part-map backend it implies (None: the model's own `parts` setting)
+GUIDANCE_PARTS = {"auto": None, "groundtruth": "groundtruth", "estimated": "approx_from_pose"}
+
+
+def groundtruth_keypoints(row: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The world's COCO-17 keypoints of a sequence as the pose stage stores them ([T, 17, 3] x, y,
+    confidence 1 in frame / 0 outside; [T] valid), through the ``groundtruth`` pose backend."""
+    from pipeline.perception.pose_backends import GroundTruthPoseBackend
+
+    result = GroundTruthPoseBackend().estimate(None, keypoints2d=groundtruth(row, "keypoints2d"))
+    return result.keypoints, result.detected
+
+
+def keypoints_of(source: RealSource, sequence_id: str, guidance: str) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints and valid frames a generator reads: the pose stage's (``auto``, ``estimated``) or
+    the world's ground truth (``groundtruth``; a sequence without it is an error naming it)."""
+    if guidance == "groundtruth":
+        return groundtruth_keypoints(source.rows[sequence_id])
+    return source.field("pose", sequence_id, "pose_keypoints"), source.field("pose", sequence_id, "valid")
+
+
+def build_reference(
+    source: RealSource,
+    job: dict,
+    parts_backend: str = "auto",
+    needs: tuple[str, ...] = ("parts",),
+    guidance: str = "auto",
+) -> Reference:
     sid, index = job["reference_sequence"], int(job["reference_frame"])
     row = source.rows[sid]
     frames = load_rgb(row)
@@ -107,15 +136,18 @@ def build_reference(source: RealSource, job: dict, parts_backend: str = "auto", 
     return Reference(
         image=frames[index],
         mask=source.mask(sid)[index],
-        keypoints=source.field("pose", sid, "pose_keypoints")[index],
+        keypoints=keypoints_of(source, sid, guidance)[0][index],
         parts=parts,
         sequence_id=sid,
         frame_index=index,
     )
 
 
-def build_driving(source: RealSource, job: dict, needs: tuple[str, ...], parts_backend: str = "auto") -> Driving:
+def build_driving(
+    source: RealSource, job: dict, needs: tuple[str, ...], parts_backend: str = "auto", guidance: str = "auto"
+) -> Driving:
     sid = job["driving_sequence"]
+    keypoints, valid = keypoints_of(source, sid, guidance)
     row = source.rows[sid]
     height, width = frame_size(row)
     smpl = None
@@ -124,11 +156,11 @@ def build_driving(source: RealSource, job: dict, needs: tuple[str, ...], parts_b
 
         smpl = smpl24_for_mtvcrafter(groundtruth(row, "joints3d"), groundtruth(row, "extrinsics"))
     return Driving(
-        keypoints=source.field("pose", sid, "pose_keypoints"),
+        keypoints=keypoints,
         height=height,
         width=width,
         fps=float(row["fps"] or 25.0),
-        valid=source.field("pose", sid, "valid"),
+        valid=valid,
         parts=part_maps(source, sid, parts_backend)[0] if "parts" in needs else None,
         smpl_mm=smpl,
         frames=load_rgb(row) if "frames" in needs else None,
@@ -190,8 +222,11 @@ def run_generation_shard(
     ]
     source = RealSource(manifest, pose_summary, masks_summary)
     # Constructor options are the model's setup (checkout, env, weights); `params` go to every job.
-    options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params", "parts"}}
-    parts_backend = spec.get("parts", "auto")
+    options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params", "parts", "guidance"}}
+    guidance = spec.get("guidance", "auto")
+    if guidance not in GUIDANCE_SOURCES:
+        raise ValueError(f"{model}: guidance must be one of {GUIDANCE_SOURCES}, got {guidance!r}")
+    parts_backend = GUIDANCE_PARTS[guidance] or spec.get("parts", "auto")
     generator = make_generator(spec["generator"], **options)
     generator.load()  # a missing checkout or env fails here, before any job (and any GPU time)
     uses_reference = bool(getattr(generator, "uses_reference", True))
@@ -206,10 +241,10 @@ def run_generation_shard(
                 result = generator.generate(
                     GenerationJob(
                         job_id=job["job_id"],
-                        reference=build_reference(source, job, parts_backend, tuple(generator.needs))
+                        reference=build_reference(source, job, parts_backend, tuple(generator.needs), guidance)
                         if uses_reference
                         else label_only_reference(job),
-                        driving=build_driving(source, job, tuple(generator.needs), parts_backend),
+                        driving=build_driving(source, job, tuple(generator.needs), parts_backend, guidance),
                         seed=int(job["seed"]),
                         params=spec.get("params", {}),
                         context={"plan": job, "driving_row": source.rows[job["driving_sequence"]]},
@@ -228,6 +263,8 @@ def run_generation_shard(
                 row["attributes"]["notes"] = result.notes
                 if "parts" in generator.needs:  # which part maps guided it: ground truth or the approximation
                     row["attributes"]["notes"]["parts"] = part_source(source, job, parts_backend)
+                if guidance != "auto":  # the guidance-source ablation's arm
+                    row["attributes"]["notes"]["guidance"] = guidance
             except Exception as err:  # a failed job is a row; the shard carries on
                 log.exception("%s failed on %s", model, job["job_id"])
                 row["error"] = f"generation failed: {type(err).__name__}: {err}"[-2000:]

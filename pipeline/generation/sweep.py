@@ -45,7 +45,7 @@ SWEEP = register(
         name="sweep_sheet",
         schema=pa.schema([pa.field("model", pa.string(), nullable=False), *PLAN.schema]),
         allowed_values={"task": ("restoration", "transfer")},
-        unique_key=("model", "job_id"),
+        unique_key=("model", "dataset", "job_id"),  # job ids repeat across datasets (same subject names)
     )
 )
 

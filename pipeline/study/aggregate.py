@@ -945,12 +945,15 @@ def videos_table(visual: pl.DataFrame, diagnostics: pl.DataFrame) -> pl.DataFram
 # The stage
 
 
-def write_outputs(tables: Mapping[str, pl.DataFrame], out_dir: str | os.PathLike) -> list[Path]:
-    """Write each table as ``{name}.parquet`` (validated, atomic) and ``{name}.csv``."""
+def write_outputs(
+    tables: Mapping[str, pl.DataFrame], out_dir: str | os.PathLike, contracts: Mapping[str, Contract] | None = None
+) -> list[Path]:
+    """Write each table as ``{name}.parquet`` (validated against ``contracts[name]``, default
+    :data:`OUTPUTS`; atomic) and ``{name}.csv``."""
     out = Path(out_dir)
     written = []
     for name, df in tables.items():
-        contract = OUTPUTS[name]
+        contract = (contracts or OUTPUTS)[name]
         written.append(write_table(df.to_arrow(), out / f"{name}.parquet", contract))
         final, tmp = atomic_path(out / f"{name}.csv")
         try:

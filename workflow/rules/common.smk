@@ -18,6 +18,7 @@ from pipeline.config import NO_DATASETS  # noqa: E402
 from pipeline.study.config import validate_study  # noqa: E402
 from pipeline.contracts import shard_names  # noqa: E402
 from pipeline.gaitcrafter import NO_POSE_REASON, SILHOUETTE_GENERATORS  # noqa: E402
+from pipeline.generation.config import ablation_arm, ablation_models  # noqa: E402
 
 # config/config.yaml (the Snakefile's configfile, merged with any --configfile) holds no dataset. Alone it
 # plans nothing and says where datasets go, so `snakemake -n` (also with --profile slurm) still runs.
@@ -33,6 +34,12 @@ PERCEPTION_SHARDS = PERCEPTION["shards"]
 GUIDANCE_FORMATS = PERCEPTION["guidance"]["formats"]
 SWEEP = config["sweep"]
 MODELS = config["models"]
+# sweep.guidance_ablation: each named model runs twice more, as <model>@groundtruth and <model>@estimated
+# (derived models, validated above through their base model), through the same rules as every model.
+ABLATION_MODELS = ablation_models(config)
+ABLATION_SCENARIOS = SWEEP["guidance_ablation"]["scenarios"]
+MODELS.update(ABLATION_MODELS)
+SWEEP["models"] = [*SWEEP["models"], *(m for m in ABLATION_MODELS if m not in SWEEP["models"])]
 SCENARIOS = {s["name"]: s for s in SWEEP["scenarios"]}
 GEN_SHARDS = shard_names(SWEEP["shards"])
 RECOGNISERS = config["recognisers"]
@@ -154,8 +161,25 @@ def gaitcrafter_model_file(dataset):
     return f"results/gaitcrafter/{dataset}/model.json"
 
 
+def runs_on(dataset, model, scenario):
+    """Whether ``model`` generates from ``dataset`` in ``scenario``: every pair unless the dataset names
+    its own sweep_models / sweep_scenarios; the ablation's arms only on world datasets that run their
+    base model, in sweep.guidance_ablation.scenarios (all when empty)."""
+    spec, arm = DATASETS[dataset], ablation_arm(model)
+    if arm is not None:
+        if spec["kind"] != "world" or (ABLATION_SCENARIOS and scenario not in ABLATION_SCENARIOS):
+            return False
+        model = arm[0]
+    return model in spec.get("sweep_models", [model]) and scenario in spec.get("sweep_scenarios", [scenario])
+
+
 def generated_sources(dataset, model):
-    return [f"gen/{dataset}/{model}/{s['task']}/{s['name']}/{shard}" for s in SWEEP["scenarios"] for shard in GEN_SHARDS]
+    return [
+        f"gen/{dataset}/{model}/{s['task']}/{s['name']}/{shard}"
+        for s in SWEEP["scenarios"]
+        if runs_on(dataset, model, s["name"])
+        for shard in GEN_SHARDS
+    ]
 
 
 def all_generated_sources():

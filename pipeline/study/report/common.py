@@ -46,6 +46,7 @@ LABELS = {
     "ssim": "SSIM", "psnr": "PSNR (dB)", "lpips": "LPIPS",
     "flow_divergence": "flow divergence", "thickening_index": "thickening index", "foot_sliding": "foot sliding",
     "arm_swing_error": "arm-swing error", "cadence_error": "cadence error", "RR": "RR", "AP": "AP", "hit@1": "hit@1",
+    "motion_dtw": "joint-angle DTW (°)",
 }  # fmt: skip
 DECIMALS = {
     "ssim": 3, "lpips": 3, "psnr": 2, "RR": 3, "AP": 3, "hit@1": 3, "driving_rank": 0, **dict.fromkeys(RANK_METRICS, 1)

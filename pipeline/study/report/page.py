@@ -29,6 +29,14 @@ from pipeline.contracts import atomic_path
 from pipeline.study.aggregate import (
     KEYS,
 )
+from pipeline.study.report.analyses import PLOT as ANALYSES_PLOT
+from pipeline.study.report.analyses import SECTION as ANALYSES_SECTION
+from pipeline.study.report.analyses import (
+    ablation_figure,
+    analyses_section,
+    analyses_sentences,
+    load_analyses,
+)
 from pipeline.study.report.common import (
     DEFAULT_TITLE,
     FRAMES_PER_STRIP,
@@ -163,9 +171,15 @@ def _strips_html(strips: Sequence[Strip], plots: Plots, notes: Sequence[str], co
 
 
 def render_html(
-    tables: Tables, plots: Plots, strips_body: str, title: str, gaitcrafter_body: str | None = None
+    tables: Tables,
+    plots: Plots,
+    strips_body: str,
+    title: str,
+    gaitcrafter_body: str | None = None,
+    analyses: tuple[str, list[str]] | None = None,
 ) -> str:
-    summary = summary_sentences(tables)
+    """``analyses``: the "beyond the paper" section's HTML and its summary sentences (None: no section)."""
+    summary = summary_sentences(tables) + (analyses[1] if analyses is not None else [])
     counts = counts_sentence(tables)
     sections = {
         "summary": '<div class="summary"><ul>'
@@ -184,6 +198,12 @@ def render_html(
         order.insert(order.index("real"), key)
         shown = {k: heading if k == key else SECTIONS[k] for k in order}
         sections[key] = gaitcrafter_body
+    if analyses is not None:
+        key, heading = ANALYSES_SECTION
+        order = list(shown)
+        order.insert(order.index("strips"), key)
+        shown = {k: heading if k == key else shown[k] for k in order}
+        sections[key] = analyses[0]
     nav = "".join(f'<a href="#{k}">{esc(v)}</a>' for k, v in shown.items())
     body = "".join(f'<section id="{k}"><h2>{esc(shown[k])}</h2>{sections[k]}</section>' for k in shown)
     return (
@@ -210,6 +230,7 @@ def build_report(
     title: str = DEFAULT_TITLE,
     frames_per_strip: int = FRAMES_PER_STRIP,
     gaitcrafter: Mapping[str, Mapping[str, str]] | None = None,
+    analyses_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Write the self-contained HTML report of the tables in ``tables_dir``.
 
@@ -219,7 +240,9 @@ def build_report(
     ``plots_dir``, every plot of :data:`PLOT_NAMES` is also written there as ``{name}.png`` (a
     placeholder saying why when there is nothing to plot). ``gaitcrafter``: dataset → paths of its
     GaitCrafter ``model`` (model.json), ``quality``, ``novelty`` and ``augmentation`` tables; adds the
-    GaitCrafter section (left out when None). Returns the HTML path.
+    GaitCrafter section (left out when None). ``analyses_dir``: the tables of
+    :mod:`pipeline.study.analyses`; adds the "beyond the paper" section and its summary sentences
+    (left out when None). Returns the HTML path.
     """
     tables = load_tables(tables_dir)
     plots = Plots()
@@ -245,7 +268,12 @@ def build_report(
             ),
             empty,
         )
-    document = render_html(tables, plots, strips_body, title, gaitcrafter_body)
+    analyses = None
+    if analyses_dir is not None:
+        analyses = _safe(
+            ANALYSES_SECTION[1], lambda: _analyses(analyses_dir, plots), lambda why: (empty(why), [why])
+        )
+    document = render_html(tables, plots, strips_body, title, gaitcrafter_body, analyses)
     final, tmp = atomic_path(out_html)
     try:
         tmp.write_text(document, encoding="utf-8")
@@ -253,15 +281,29 @@ def build_report(
     finally:
         tmp.unlink(missing_ok=True)
     if plots_dir is not None:
-        write_plots(plots, plots_dir)
+        write_plots(
+            plots, plots_dir, (*PLOT_NAMES, ANALYSES_PLOT) if analyses_dir is not None else PLOT_NAMES
+        )
     log.info("report: %s (%d plots, %d strips)", final, len(plots.png), len(chosen))
     return final
 
 
-def write_plots(plots: Plots, plots_dir: str | os.PathLike) -> list[Path]:
-    """Each of :data:`PLOT_NAMES` as ``{name}.png``; a missing plot becomes a PNG saying why."""
+def _analyses(analyses_dir: str | os.PathLike, plots: Plots) -> tuple[str, list[str]]:
+    frames, problems = load_analyses(analyses_dir)
+    plots.add(
+        ANALYSES_PLOT,
+        _safe(ANALYSES_PLOT, lambda: ablation_figure(frames["guidance_ablation"]), lambda why: (None, why)),
+    )
+    plot_html = plots.html(
+        ANALYSES_PLOT, "Δ estimated − ground-truth guidance, mean and 95 % identity-bootstrap CI"
+    )
+    return analyses_section(frames, problems, plot_html), analyses_sentences(frames)
+
+
+def write_plots(plots: Plots, plots_dir: str | os.PathLike, names: Sequence[str] = PLOT_NAMES) -> list[Path]:
+    """Each of ``names`` (default :data:`PLOT_NAMES`) as ``{name}.png``; a missing plot becomes a PNG saying why."""
     written = []
-    for name in PLOT_NAMES:
+    for name in names:
         data = plots.png.get(name) or png_bytes(placeholder(plots.why.get(name, "no data")))
         final, tmp = atomic_path(Path(plots_dir) / f"{name}.png")
         try:

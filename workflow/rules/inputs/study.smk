@@ -57,6 +57,46 @@ def get_aggregate_spec(wildcards):
     )
 
 
+# ---- analyses (beyond the paper: guidance ablation, predictors, cross-domain) -------------------------
+
+
+ANALYSES_TABLES = ["motion", "predictors", "predictor_tests", "guidance_ablation", "domain"]
+
+
+def analyses_sources():
+    """Per generation shard: its manifest and the pose stage's status and store (motion consistency)."""
+    return [
+        {
+            "manifest": f"results/generated/{s[len('gen/'):]}/manifest.parquet",
+            "status": f"results/perception/{s}/pose/shard-0000.parquet",
+            "store": gen_store(s, "pose"),
+        }
+        for s in all_generated_sources()
+    ]
+
+
+def get_analyses_inputs(wildcards):
+    sources = analyses_sources()
+    return {
+        "tables": expand("results/aggregate/{table}.parquet", table=["videos", "probes", "biometric", "real_retrieval"]),
+        "sources": [path for s in sources for path in s.values()],
+        "real_pose": [f"results/perception/{d}/pose/summary.parquet" for d in sorted(DATASETS)],
+    }
+
+
+def get_analyses_spec(wildcards):
+    return json.dumps(
+        {
+            "out_dir": "results/analyses",
+            "tables_dir": "results/aggregate",
+            "sources": analyses_sources(),
+            "real_pose": {d: f"results/perception/{d}/pose/summary.parquet" for d in sorted(DATASETS)},
+            "trained_on": dict(TRAIN_ON),
+        },
+        sort_keys=True,
+    )
+
+
 # ---- report -----------------------------------------------------------------------------------------
 
 
@@ -67,6 +107,7 @@ REPORT_PLOTS = {
     "correlations": "correlations",
     "guidance_density": "guidance_density",
     "strips": "report",
+    "guidance_ablation": "analyses",
 }
 
 
@@ -77,6 +118,7 @@ def get_report_inputs(wildcards):
         "generated": [f"results/generated/{s[len('gen/'):]}/manifest.parquet" for s in sources],
         "real": [f"results/manifests/{d}.parquet" for d in sorted(DATASETS)],
         "gaitcrafter": [path for d in GC_DATASETS for path in [gaitcrafter_model_file(d), *gaitcrafter_tables(d).values()]],
+        "analyses": expand("results/analyses/{table}.parquet", table=ANALYSES_TABLES),
     }
 
 
@@ -92,6 +134,7 @@ def get_report_spec(wildcards):
             "gaitcrafter": {d: {"model": gaitcrafter_model_file(d), **gaitcrafter_tables(d)} for d in GC_DATASETS}
             or None,
             "title": f"Gait biometric fidelity: {config.get('study', 'study')}",
+            "analyses_dir": "results/analyses",
         },
         sort_keys=True,
     )
