@@ -139,8 +139,6 @@ def single_video_rows(path: str) -> list[dict]:
 
 
 def _stage(args: argparse.Namespace) -> None:
-    import importlib
-
     from pipeline.runner import shard_rows
 
     if args.video:
@@ -149,11 +147,30 @@ def _stage(args: argparse.Namespace) -> None:
         rows = shard_rows(args.manifest, args.shard, args.shards)
     else:
         raise SystemExit("stage: give --video, or --manifest with --shard and --shards")
-    module, function = STAGES[args.name]
+    _run_stage(args.name, rows, args.store, args.status, args.options)
+
+
+def _run_stage(name: str, rows: list[dict], store: str, status: str, options: dict) -> None:
+    import importlib
+
+    module, function = STAGES[name]
     run = getattr(importlib.import_module(module), function)
-    status = run(rows, store=args.store, status=args.status, **args.options)
-    failed = sum(1 for r in status if r["error"])
-    logging.getLogger("pipeline.cli").info("%s: %d sequences, %d flagged", args.name, len(status), failed)
+    table = run(rows, store=store, status=status, **options)
+    failed = sum(1 for r in table if r["error"])
+    logging.getLogger("pipeline.cli").info("%s: %d sequences, %d flagged", name, len(table), failed)
+
+
+def _chain(args: argparse.Namespace) -> None:
+    """Several per-sequence stages on one shard in one process, in the order given (each reads the
+    previous stages' outputs through its options): one interpreter start and one manifest read instead
+    of one per stage, for the many small shards of generated videos."""
+    from pipeline.runner import shard_rows
+
+    rows = shard_rows(args.manifest, args.shard, args.shards)
+    for name, store, status, options in args.step:
+        if name not in STAGES:
+            raise SystemExit(f"chain: unknown stage {name!r}; expected one of {sorted(STAGES)}")
+        _run_stage(name, rows, store, status, _spec(options))
 
 
 def train_recogniser(*, manifest: str, perception_root: str, out_dir: str, config: dict, model: str) -> None:
@@ -308,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="output frame store (.npz)")
     p.add_argument("--status", required=True, help="output status table (.parquet)")
     p.add_argument("--options", type=_spec, default={}, help="stage options as JSON (backend, inputs, ...)")
+
+    p = command("chain", _chain, "run several per-sequence stages on one manifest shard in one process")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--shard", required=True)
+    p.add_argument("--shards", type=int, required=True)
+    p.add_argument("--step", nargs=4, action="append", required=True, metavar=("STAGE", "STORE", "STATUS", "OPTIONS"),
+                   help="one stage: its name, output store (.npz), status (.parquet) and options (JSON); repeat in order")  # fmt: skip
 
     p = command("sweep-plan", _sweep_plan, "plan the generation jobs of a dataset (model-independent)")
     p.add_argument("--manifest", required=True)

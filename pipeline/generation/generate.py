@@ -130,9 +130,9 @@ def build_reference(
     sid, index = job["reference_sequence"], int(job["reference_frame"])
     row = source.rows[sid]
     frames = load_rgb(row)
-    parts = part_maps(source, sid, parts_backend, index)[0] if "parts" in needs else _optional_groundtruth(row, "parts")
-    if parts is not None and parts.ndim == 4:
-        parts = parts[index]
+    # Part maps only for a model that reads them: the mask is the reference person everywhere else, and
+    # loading a world shard's part maps costs seconds per job.
+    parts = part_maps(source, sid, parts_backend, index)[0] if "parts" in needs else None
     return Reference(
         image=frames[index],
         mask=source.mask(sid)[index],

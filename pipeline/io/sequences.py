@@ -49,9 +49,11 @@ def load_rgb(row: dict) -> np.ndarray:
     raise MissingModality(f"{row['sequence_id']}: no RGB source (path_video, path_frames or path_rgb)")
 
 
-@lru_cache(maxsize=8)
-def _store(path: str) -> FrameStore:
-    return read_frame_store(path)
+@lru_cache(maxsize=16)
+def _store_field(path: str, field: str) -> FrameStore:
+    # One field at a time: a shard's dense part maps are ~300 MB once decompressed, and most readers
+    # (masks, keypoints, the rotation flag) never need them.
+    return read_frame_store(path, [field])
 
 
 def groundtruth(row: dict, field: str) -> np.ndarray:
@@ -59,7 +61,7 @@ def groundtruth(row: dict, field: str) -> np.ndarray:
     path = row.get("path_groundtruth")
     if not path:
         raise MissingModality(f"{row['sequence_id']}: no ground truth (only the synthetic world has it)")
-    return _store(str(Path(path))).get(row["sequence_id"], field)
+    return _store_field(str(Path(path)), field).get(row["sequence_id"], field)
 
 
 def frame_size(row: dict) -> tuple[int, int]:

@@ -21,6 +21,8 @@ rule aggregate:
         spec=get_aggregate_spec,
     log:
         "logs/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate.tsv"
     conda:
         "../envs/pipeline.yaml"
     resources:

@@ -15,6 +15,8 @@ rule crops:
         shards=get_source_shards,
     log:
         "logs/crops/{source}/{shard}.log",
+    benchmark:
+        "results/benchmarks/crops/{source}/{shard}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

@@ -12,6 +12,8 @@ rule embed:
         spec=get_embed_spec,
     log:
         "logs/embed/{source}/{shard}.log",
+    benchmark:
+        "results/benchmarks/embed/{source}/{shard}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

@@ -16,6 +16,8 @@ rule train_gaitcrafter:
         spec=get_gaitcrafter_train_spec,
     log:
         "logs/gaitcrafter/train/{dataset}.log",
+    benchmark:
+        "results/benchmarks/gaitcrafter/train/{dataset}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
@@ -42,6 +44,8 @@ rule gaitcrafter_quality:
         spec=get_gaitcrafter_quality_spec,
     log:
         "logs/gaitcrafter/quality/{dataset}.log",
+    benchmark:
+        "results/benchmarks/gaitcrafter/quality/{dataset}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
@@ -64,6 +68,8 @@ rule gaitcrafter_novelty:
         spec=get_gaitcrafter_novelty_spec,
     log:
         "logs/gaitcrafter/novelty/{dataset}.log",
+    benchmark:
+        "results/benchmarks/gaitcrafter/novelty/{dataset}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
@@ -88,6 +94,8 @@ rule gaitcrafter_synthesize:
         spec=get_gaitcrafter_synthesize_spec,
     log:
         "logs/gaitcrafter/synthesize/{dataset}/{kind}.log",
+    benchmark:
+        "results/benchmarks/gaitcrafter/synthesize/{dataset}/{kind}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
@@ -111,6 +119,8 @@ rule gaitcrafter_augment:
         spec=get_gaitcrafter_augment_spec,
     log:
         "logs/gaitcrafter/augment/{dataset}/{variant}.log",
+    benchmark:
+        "results/benchmarks/gaitcrafter/augment/{dataset}/{variant}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
@@ -134,6 +144,8 @@ rule gaitcrafter_augmentation:
         spec=get_gaitcrafter_augmentation_spec,
     log:
         "logs/gaitcrafter/augmentation/{dataset}.log",
+    benchmark:
+        "results/benchmarks/gaitcrafter/augmentation/{dataset}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

@@ -14,6 +14,8 @@ rule generate:
         spec=get_model_spec,
     log:
         "logs/generate/{dataset}/{model}/{task}/{scenario}/{shard}.log",
+    benchmark:
+        "results/benchmarks/generate/{dataset}/{model}/{task}/{scenario}/{shard}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

@@ -17,6 +17,8 @@ rule guidance:
         shards=get_source_shards,
     log:
         "logs/guidance/{source}/{fmt}/{shard}.log",
+    benchmark:
+        "results/benchmarks/guidance/{source}/{fmt}/{shard}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

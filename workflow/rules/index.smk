@@ -10,6 +10,8 @@ rule index_world:
         "results/manifests/{dataset}.parquet",
     log:
         "logs/index_world/{dataset}.log",
+    benchmark:
+        "results/benchmarks/index_world/{dataset}.tsv"
     resources:
         **CPU_RESOURCES,
     conda:
@@ -28,6 +30,8 @@ rule index_dataset:
         spec=get_dataset_spec,
     log:
         "logs/index_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/index_dataset/{dataset}.tsv"
     resources:
         **CPU_RESOURCES,
     conda:

@@ -13,6 +13,8 @@ rule masks:
         shards=get_source_shards,
     log:
         "logs/masks/{source}/{shard}.log",
+    benchmark:
+        "results/benchmarks/masks/{source}/{shard}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

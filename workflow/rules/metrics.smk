@@ -14,6 +14,8 @@ rule metrics:
         settings=get_metrics_spec,
     log:
         "logs/metrics/{source}.log",
+    benchmark:
+        "results/benchmarks/metrics/{source}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

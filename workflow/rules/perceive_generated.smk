@@ -1,6 +1,7 @@
 # Perception of generated videos: the same five stages and the same code as for real sources
-# (pipeline/perception/pose.py, masks.py, silhouettes.py, skeleton_maps.py, crops.py), chained in one job per
-# generation shard so the DAG gains one job, not five, per shard of ~100 generated videos.
+# (pipeline/perception/pose.py, masks.py, silhouettes.py, skeleton_maps.py, crops.py), chained in one job (and one
+# process: `pipeline.cli chain`) per generation shard, so the DAG gains one job, not five, per shard of
+# ~100 generated videos.
 # Input functions: rules/inputs/perception.smk (the five stages' options).
 
 
@@ -26,6 +27,8 @@ rule perceive_generated:
         crops=get_crops_options,
     log:
         "logs/perceive_generated/{source}.log",
+    benchmark:
+        "results/benchmarks/perceive_generated/{source}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
@@ -36,14 +39,9 @@ rule perceive_generated:
         runtime=per_attempt(120),
         **CPU_RESOURCES,
     shell:
-        "(python -m pipeline.cli stage pose --manifest {input.manifest} --shard shard-0000 --shards 1"
-        " --store {output.pose_store} --status {output.pose_status} --options {params.pose:q}"
-        " && python -m pipeline.cli stage masks --manifest {input.manifest} --shard shard-0000 --shards 1"
-        " --store {output.masks_store} --status {output.masks_status} --options {params.masks:q}"
-        " && python -m pipeline.cli stage silhouettes --manifest {input.manifest} --shard shard-0000 --shards 1"
-        " --store {output.silhouettes_store} --status {output.silhouettes_status} --options {params.silhouettes:q}"
-        " && python -m pipeline.cli stage skeleton_maps --manifest {input.manifest} --shard shard-0000 --shards 1"
-        " --store {output.skeleton_maps_store} --status {output.skeleton_maps_status}"
-        " --options {params.skeleton_maps:q}"
-        " && python -m pipeline.cli stage crops --manifest {input.manifest} --shard shard-0000 --shards 1"
-        " --store {output.crops_store} --status {output.crops_status} --options {params.crops:q}) > {log} 2>&1"
+        "python -m pipeline.cli chain --manifest {input.manifest} --shard shard-0000 --shards 1"
+        " --step pose {output.pose_store} {output.pose_status} {params.pose:q}"
+        " --step masks {output.masks_store} {output.masks_status} {params.masks:q}"
+        " --step silhouettes {output.silhouettes_store} {output.silhouettes_status} {params.silhouettes:q}"
+        " --step skeleton_maps {output.skeleton_maps_store} {output.skeleton_maps_status} {params.skeleton_maps:q}"
+        " --step crops {output.crops_store} {output.crops_status} {params.crops:q} > {log} 2>&1"

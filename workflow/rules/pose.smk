@@ -13,6 +13,8 @@ rule pose:
         shards=get_source_shards,
     log:
         "logs/pose/{source}/{shard}.log",
+    benchmark:
+        "results/benchmarks/pose/{source}/{shard}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

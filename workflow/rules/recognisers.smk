@@ -13,6 +13,8 @@ rule train_recogniser:
         spec=get_train_spec,
     log:
         "logs/train_recogniser/{dataset}/{recogniser}.log",
+    benchmark:
+        "results/benchmarks/train_recogniser/{dataset}/{recogniser}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

@@ -21,6 +21,8 @@ rule report:
         spec=get_report_spec,
     log:
         "logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
     conda:
         "../envs/pipeline.yaml"
     resources:

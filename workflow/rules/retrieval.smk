@@ -15,6 +15,8 @@ rule real_retrieval:
         spec=get_real_retrieval_spec,
     log:
         "logs/real_retrieval/{dataset}.log",
+    benchmark:
+        "results/benchmarks/real_retrieval/{dataset}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
@@ -36,6 +38,8 @@ rule evaluate_generated:
         spec=get_evaluate_spec,
     log:
         "logs/evaluate_generated/{source}.log",
+    benchmark:
+        "results/benchmarks/evaluate_generated/{source}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

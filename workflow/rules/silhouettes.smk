@@ -15,6 +15,8 @@ rule silhouettes:
         shards=get_source_shards,
     log:
         "logs/silhouettes/{source}/{shard}.log",
+    benchmark:
+        "results/benchmarks/silhouettes/{source}/{shard}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

@@ -15,6 +15,8 @@ rule skeleton_maps:
         shards=get_source_shards,
     log:
         "logs/skeleton_maps/{source}/{shard}.log",
+    benchmark:
+        "results/benchmarks/skeleton_maps/{source}/{shard}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

@@ -10,6 +10,8 @@ rule stage_summary:
         "results/perception/{source}/{stage}/summary.parquet",
     log:
         "logs/stage_summary/{source}/{stage}.log",
+    benchmark:
+        "results/benchmarks/stage_summary/{source}/{stage}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:

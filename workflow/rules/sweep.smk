@@ -11,6 +11,8 @@ rule sweep_plan:
         spec=get_plan_params,
     log:
         "logs/sweep_plan/{dataset}.log",
+    benchmark:
+        "results/benchmarks/sweep_plan/{dataset}.tsv"
     resources:
         **CPU_RESOURCES,
     conda:
@@ -30,6 +32,8 @@ rule sweep_sheet:
         models=SWEEP["models"],
     log:
         "logs/sweep_sheet.log",
+    benchmark:
+        "results/benchmarks/sweep_sheet.tsv"
     resources:
         **CPU_RESOURCES,
     conda:

@@ -9,6 +9,8 @@ rule world_spec:
         spec=get_world_spec,
     log:
         "logs/world_spec/{dataset}.log",
+    benchmark:
+        "results/benchmarks/world_spec/{dataset}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
@@ -28,6 +30,8 @@ rule render_world_shard:
         videos=directory("results/world/{dataset}/videos/{shard}"),
     log:
         "logs/render_world_shard/{dataset}/{shard}.log",
+    benchmark:
+        "results/benchmarks/render_world_shard/{dataset}/{shard}.tsv"
     conda:
         "../envs/pipeline.yaml"
     wildcard_constraints:
