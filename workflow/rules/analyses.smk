@@ -15,6 +15,8 @@ rule analyses:
         spec=get_analyses_spec,
     log:
         "logs/analyses.log",
+    benchmark:
+        "results/benchmarks/analyses.tsv"
     conda:
         "../envs/pipeline.yaml"
     resources:
