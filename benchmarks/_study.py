@@ -12,6 +12,19 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def demo_world_only(study: str) -> dict:
+    """config/demo.yaml reduced to its first world dataset: the second world (the cross-domain leg) and
+    the guidance-source ablation go, since a benchmark replaces the models and scenarios they name."""
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config["study"] = study
+    first = next(iter(config["datasets"]))
+    config["datasets"] = {first: config["datasets"][first]}
+    config["worlds"] = {config["datasets"][first]["world"]: config["worlds"][config["datasets"][first]["world"]]}
+    config["sweep"].pop("guidance_ablation", None)
+    config["recognisers"].pop("train_on", None)
+    return config
+
+
 def run_study(config: dict, work: Path, cores: int, *targets: str) -> subprocess.CompletedProcess:
     """Write ``config`` to ``work/study.yaml`` and run the workflow on it alone (no default config merged
     in) in ``work``, with this Python's environment and the SLURM plugin's import-time probe disarmed."""

@@ -21,14 +21,15 @@ import time
 from pathlib import Path
 
 import polars as pl
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def study(identities: int) -> dict:
-    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    config["study"] = "dense-parts"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # _study.py is beside this script
+    from _study import demo_world_only
+
+    config = demo_world_only("dense-parts")
     for world in config["worlds"].values():
         world["identities"] = identities
         world["train_identities"] = identities // 2

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import polars as pl
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DIAGNOSTICS = ("flow_divergence", "thickening_index", "foot_sliding", "arm_swing_error", "cadence_error")
@@ -50,8 +49,10 @@ EXPECTED = {
 
 
 def study(identities: int) -> dict:
-    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    config["study"] = "diagnostics-calibration"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # _study.py is beside this script
+    from _study import demo_world_only
+
+    config = demo_world_only("diagnostics-calibration")
     for world in config["worlds"].values():
         world.update(identities=identities, train_identities=2, views=[90], shards=2,
                      mocap_identities=min(4, identities), twins={"motion_only": 0, "appearance_only": 0},

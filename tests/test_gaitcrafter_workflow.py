@@ -539,7 +539,7 @@ def test_report_says_when_samples_are_poor_with_the_numbers() -> None:
     poor = quality_verdict(_quality(0.0, 0.48))
     assert poor.startswith("The samples are poor")
     assert "0.0 % of generated frames are person-like (real frames: 97.0 %)" in poor
-    assert "not person-shaped and carry no identity" in poor and "48 %" in poor
+    assert "are not person-shaped and carry no identity" in poor and "48 %" in poor
     good = quality_verdict(_quality(0.9, 0.95))
     assert good.startswith("Sample quality:") and "90.0 %" in good
 

@@ -87,7 +87,7 @@ def predictors_sentence(p: pl.DataFrame, tests: pl.DataFrame) -> str:
     for r in video.rows(named=True):
         verdict = "beats" if r["beats_ssim"] else "does not beat"
         parts.append(
-            f"{r['recogniser']}: {label(r['temporal'])} ρ = {fmt(r['rho_temporal'], 2)} vs SSIM {fmt(r['rho_ssim'], 2)}, "
+            f"{r['dataset']} {r['recogniser']} (n = {r['n']}): {label(r['temporal'])} ρ = {fmt(r['rho_temporal'], 2)} vs SSIM {fmt(r['rho_ssim'], 2)}, "
             f"Δ|ρ| {_ci(r['diff'], r['ci_low'], r['ci_high'], 2)} ({verdict} SSIM)"
         )
     return (

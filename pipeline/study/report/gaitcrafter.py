@@ -115,10 +115,10 @@ def quality_verdict(quality: pl.DataFrame) -> str | None:
     poor_identity = (identity["generated"] or 0.0) < POOR_IDENTITY
     if poor_shape or poor_identity:
         what = " and ".join(
-            w for w, bad in (("not person-shaped", poor_shape), ("carry no identity", poor_identity)) if bad
+            w for w, bad in (("are not person-shaped", poor_shape), ("carry no identity", poor_identity)) if bad
         )
         return (
-            f"The samples are poor — they are {what}: {numbers}. The GaitCrafter numbers of this run (its sweep rows, "
+            f"The samples are poor — they {what}: {numbers}. The GaitCrafter numbers of this run (its sweep rows, "
             "novelty and augmentation) say nothing about GaitCrafter itself; train longer (preset full on a GPU)."
         )
     return f"Sample quality: {numbers}."
