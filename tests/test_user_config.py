@@ -44,7 +44,7 @@ def test_demo_study_plans_the_world(repo_like):
     """What `make dryrun` runs: the demo study replacing config/config.yaml."""
     result = snakemake(repo_like, "-n", "--replace-workflow-config", config=repo_like / "config/demo.yaml")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert planned_datasets(result.stdout) == {"world"}
+    assert planned_datasets(result.stdout) == {"world", "world_b"}  # world_b: the cross-domain leg
     assert "rule render_world_shard:" in result.stdout and "rule train_recogniser:" in result.stdout
 
 

@@ -281,6 +281,15 @@ __all__ = [
 ]
 
 
+def resolve_pretrained(path: str | Path) -> Path:
+    """A checkpoint folder as given, or, when relative and not found from the working directory,
+    relative to the repository (where the shipped ones live), so ``snakemake --directory`` finds it."""
+    given = Path(path)
+    if given.is_absolute() or given.is_dir():
+        return given.resolve()
+    return Path(__file__).resolve().parents[2] / given
+
+
 def check_gaitcrafter(config: dict) -> None:
     """The GaitCrafter section: known datasets, the preset's overrides (unknown keys and invalid values
     name the key), view labels the world datasets really have, and the novelty check's recogniser.
@@ -303,10 +312,13 @@ def check_gaitcrafter(config: dict) -> None:
     except (TypeError, ValueError) as err:
         raise ConfigError(f"gaitcrafter/settings: {err}") from err
     pretrained = section.get("pretrained")
-    if pretrained and not Path(pretrained).is_dir():
-        raise ConfigError(
-            f"gaitcrafter/pretrained: {pretrained} is not a folder (a shipped checkpoint; null = always train)"
-        )
+    if pretrained:
+        folder = resolve_pretrained(pretrained)
+        if not folder.is_dir():
+            raise ConfigError(
+                f"gaitcrafter/pretrained: {pretrained} is not a folder (a shipped checkpoint; null = always train)"
+            )
+        section["pretrained"] = str(folder)  # jobs run in the working directory, wherever that is
     augmentation = section.get("augmentation", {})
     novelty = section.get("evaluation", {}).get("novelty", {})
     used = {

@@ -53,7 +53,11 @@ def load_rgb(row: dict) -> np.ndarray:
 def _store_field(path: str, field: str) -> FrameStore:
     # One field at a time: a shard's dense part maps are ~300 MB once decompressed, and most readers
     # (masks, keypoints, the rotation flag) never need them.
-    return read_frame_store(path, [field])
+    # A field the store lacks (e.g. ``seq:rotate`` in a shard without sideways sequences) is read as
+    # absent, so FrameStore.get raises KeyError for it as for a whole-store read.
+    with np.load(path, allow_pickle=False) as data:
+        present = field in data.files
+    return read_frame_store(path, [field] if present else [])
 
 
 def groundtruth(row: dict, field: str) -> np.ndarray:
