@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evals", default="100,200,400", help="training steps at which to measure")
     parser.add_argument("--sample-steps", type=int, default=10)
     parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--guidance-on", choices=("all", "identity"), default="all")
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument(
         "--work", default=None, help="run folder (default: <results>/gaitcrafter_curve/<name>)"
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.process_time()
         summary, generated = evaluate_checkpoint(
             checkpoint, stores, manifest, steps=args.sample_steps, guidance_scale=args.guidance,
-            sampler=args.sampler, splits=splits, roles=roles,
+            sampler=args.sampler, splits=splits, roles=roles, guidance_on=args.guidance_on,
         )  # fmt: skip
         cpu_sample = time.process_time() - start
         if args.recogniser:
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval_clips": len(generated),
             "sample_steps": args.sample_steps,
             "guidance": args.guidance,
+            "guidance_on": args.guidance_on,
             **{k: v for k, v in summary.items() if k != "checkpoint"},
             "gei_margin": (summary["gei_iou_same"] or 0.0) - (summary["gei_iou_other"] or 0.0),
         }
@@ -146,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{args.name} step {stop}: train {cpu_train:.0f} CPU s; DeepGaitV2 Rank-1 {summary.get('deepgaitv2_rank1')}; person-like {row['person_like_generated']:.2f}"
             f" (real {row['person_like_real']:.2f}), GEI margin {row['gei_margin']:+.3f}, match"
-            f" {row['identity_match_gei']:.2f} (chance {row['identity_match_chance']:.2f}), temporal IoU"
+            f" {row['identity_match_gei']:.2f} (chance {row['identity_match_chance']:.2f}, real"
+            f" {row['identity_match_real']:.2f}), temporal IoU"
             f" {row['consecutive_iou_generated']:.2f} (real {row['consecutive_iou_real']:.2f}); eval {cpu_sample:.0f} CPU s",
             flush=True,
         )

@@ -269,6 +269,8 @@ def test_ablation_config_expands_to_two_arms_and_names_bad_keys():
         _study(sweep__guidance_ablation={"models": ["posewarp-sparse"], "scenarios": ["nowhere"]})
     with pytest.raises(ConfigError, match="datasets.tinyb.sweep_models: 'magic'"):
         _study(datasets__tinyb__sweep_models=["magic"])
+    with pytest.raises(ConfigError, match="models.static.scenarios: 'nowhere'"):
+        _study(models__static__scenarios=["baseline", "nowhere"])
 
 
 def test_summary_sentences_quote_the_tables():

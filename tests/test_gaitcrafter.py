@@ -342,6 +342,8 @@ def test_unknown_covariate_values_fail_validation(source: tuple[Path, Path]) -> 
         GaitCrafterConfig.from_mapping({"views": ["000", "any"]})
     with pytest.raises(ValueError, match="gaitcrafter.attention"):
         GaitCrafterConfig.from_mapping({"attention": [True]})
+    with pytest.raises(ValueError, match="gaitcrafter.guidance_on"):
+        GaitCrafterConfig.from_mapping({"guidance_on": "view"})
     # The configured view vocabulary must cover the training data's views.
     store, manifest = source
     with pytest.raises(ValueError, match=r"view\(s\) \['090'\]"):
@@ -461,6 +463,15 @@ def test_tiny_train_and_sample(trained: Path, tmp_path: Path) -> None:
     assert np.allclose(again.soft[0], out.soft[1], atol=1e-4)  # a row's noise depends on seed + row only
     unguided = sample(model, cond, n_frames=5, steps=2, guidance_scale=1.0, seed=11)
     assert not np.allclose(unguided.soft, out.soft)
+
+    # Guidance on identity alone: the other branch keeps view and covariates, drops only the identity.
+    # A row whose identity is already `any` has two equal branches, so it samples as if unguided.
+    identity_only = sample(model, cond, n_frames=5, steps=2, guidance_scale=3.0, seed=11, guidance_on="identity")
+    assert np.allclose(identity_only.soft[2], unguided.soft[2], atol=1e-5)
+    assert not np.allclose(identity_only.soft[0], unguided.soft[0], atol=1e-3)
+    assert not np.allclose(identity_only.soft[0], out.soft[0], atol=1e-3)
+    with pytest.raises(ValueError, match="guidance_on"):
+        sample(model, cond, n_frames=5, steps=2, guidance_scale=3.0, guidance_on="view")
 
     jobs = [
         {"job_id": "a", "identity": "s02", "view": "090", "clothing": "normal", "bag": "bag", "seed": 1},
@@ -648,3 +659,19 @@ def test_sampler_recovers_the_data_point_with_an_oracle_denoiser(prediction_type
     expected = np.where(target[0, 0].numpy() >= 0, 255, 0)
     assert all(np.array_equal(clip, expected) for clip in out.silhouettes)
     assert np.abs(out.soft - (target[0, 0].numpy() + 1) / 2).max() < 0.05
+
+
+def test_shipped_checkpoint_matches_the_demo_training_config() -> None:
+    """The demo uses pretrained/gaitcrafter/world-default only while its fingerprint matches; a preset or
+    demo-config change that forgets `make gaitcrafter-checkpoint` would silently retrain (~24 CPU minutes)."""
+    import yaml
+
+    from pipeline.gaitcrafter.pretrained import NOT_FINGERPRINTED, read_pretrained
+
+    root = Path(__file__).resolve().parents[1]
+    demo = yaml.safe_load((root / "config" / "demo.yaml").read_text())["gaitcrafter"]
+    info = read_pretrained(root / demo["pretrained"])  # also verifies the weights' sha256
+    config = GaitCrafterConfig.from_mapping(dict(demo.get("settings") or {}), preset=demo["preset"])
+    wanted = {k: v for k, v in config.as_plain().items() if k not in NOT_FINGERPRINTED}
+    assert info["inputs"]["config"] == wanted
+    assert info["step"] == config.steps

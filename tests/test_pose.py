@@ -501,3 +501,17 @@ def test_lost_track_is_retried_on_the_same_frame():
     assert perception._graph.calls == 7 and perception._graph.resets == 0
     perception.process(np.full((1, 240, 320, 3), 90, np.uint8))  # another frame size → reset instead
     assert perception._graph.resets == 1
+
+
+@pytest.mark.parametrize(("n", "window", "order"), [(7, 7, 2), (30, 7, 2), (41, 9, 3), (12, 5, 1)])
+def test_savgol_filter_equals_scipy_interp_mode(n, window, order):
+    from scipy.signal import savgol_filter as scipy_savgol
+
+    from pipeline.perception.pose_backends import savgol_filter
+
+    x = np.random.default_rng(n).normal(size=(n, 17, 2)).cumsum(axis=0)
+    np.testing.assert_allclose(
+        savgol_filter(x, window, order), scipy_savgol(x, window, order, axis=0, mode="interp"), atol=1e-9
+    )
+    with pytest.raises(ValueError, match="fewer than the window"):
+        savgol_filter(x[: window - 1], window, order)

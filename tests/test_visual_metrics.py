@@ -428,6 +428,25 @@ def test_missing_backbone_gives_null_lpips_with_a_warning(pair, tmp_path):
     assert result["ssim"] is not None and result["psnr"] is not None
 
 
+@pytest.mark.parametrize(
+    "env", [{}, {"XDG_CACHE_HOME": "xdg"}, {"TORCH_HOME": "th", "XDG_CACHE_HOME": "xdg"}]
+)
+def test_hub_dir_without_torch_equals_torch_hub(env, tmp_path, monkeypatch):
+    """The metrics job finds the hub dir without importing torch; it must be torch's own answer."""
+    import torch.hub
+
+    from pipeline.evaluation import visual_metrics
+
+    for key in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(tmp_path / value))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    expected = Path(torch.hub.get_dir())
+    monkeypatch.delitem(sys.modules, "torch")  # the path a fresh metrics process takes
+    assert visual_metrics.torch_hub_dir() == expected
+
+
 def test_backbone_found_in_the_torch_hub_cache(random_alexnet, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     expected = tmp_path / "hub" / "checkpoints" / ALEXNET_CHECKPOINT

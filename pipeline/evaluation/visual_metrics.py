@@ -67,6 +67,8 @@ import importlib.util
 import json
 import logging
 import math
+import os
+import sys
 import warnings
 from collections.abc import Mapping
 from functools import cache
@@ -500,11 +502,20 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()`` without importing torch (1 s a job) when torch is not loaded yet:
+    ``$TORCH_HOME/hub``, else ``$XDG_CACHE_HOME/torch/hub``, else ``~/.cache/torch/hub``."""
+    if "torch" in sys.modules:  # honours torch.hub.set_dir in this process
+        import torch.hub
+
+        return Path(torch.hub.get_dir())
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
+
+
 def default_alexnet_weights() -> Path:
     """Where torchvision would cache the ImageNet AlexNet: ``<torch hub dir>/checkpoints/alexnet-owt-….pth``."""
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_CHECKPOINT
+    return torch_hub_dir() / "checkpoints" / ALEXNET_CHECKPOINT
 
 
 def lpips_linear_weights() -> Path | None:

@@ -88,6 +88,7 @@ def synthesize_training_set(
     identities: Sequence[str] | None = None,
     covariates: Mapping[str, Sequence[str] | None] | None = None,
     sampler: str | None = None,
+    guidance_on: str | None = None,
 ) -> tuple[Path, Path]:
     """Write a synthetic source (``kind`` ``same`` or ``novel``); returns (manifest, silhouette store).
 
@@ -157,7 +158,8 @@ def synthesize_training_set(
     out = Path(out_dir)
     store = out / SYNTHETIC_STORE
     results = generate_silhouettes(
-        checkpoint, jobs, store, steps=steps, guidance_scale=guidance_scale, sampler=sampler, device=device
+        checkpoint, jobs, store, steps=steps, guidance_scale=guidance_scale, sampler=sampler, device=device,
+        guidance_on=guidance_on,
     )
     failed = {r["job_id"]: r["error"] for r in results if r["error"]}
     for row in rows:

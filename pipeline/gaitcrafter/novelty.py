@@ -207,6 +207,7 @@ def evaluate_novelty(
     real: Mapping[str, Sequence[np.ndarray]] | None = None,
     identities: Sequence[str] | None = None,
     sampler: str | None = None,
+    guidance_on: str | None = None,
 ) -> dict[str, object]:
     """Generate ``novel_count`` novel identities and every training identity, ``samples`` clips each
     (same view, normal clothing, no bag, different seeds), and measure :func:`distinctness` against
@@ -228,7 +229,9 @@ def evaluate_novelty(
     conditioned += [i for i in pool for _ in range(samples)]
     n = len(conditioned)
     cond = model.conditions(conditioned, [view] * n, ["normal"] * n, ["none"] * n)  # type: ignore[arg-type]
-    out = sample(model, cond, steps=steps, guidance_scale=guidance_scale, seed=seed, sampler=sampler)
+    out = sample(
+        model, cond, steps=steps, guidance_scale=guidance_scale, seed=seed, sampler=sampler, guidance_on=guidance_on
+    )
     clips = list(out.silhouettes)
     novel = {label: clips[k * samples : (k + 1) * samples] for k, label in enumerate(labels)}
     offset = novel_count * samples

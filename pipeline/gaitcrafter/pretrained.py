@@ -31,8 +31,13 @@ PRETRAINED_FORMAT = "gaitcrafter-pretrained/1"
 WEIGHTS_FILE, INFO_FILE = "weights.safetensors", "pretrained.json"
 # Config keys that do not change the weights a CPU run ends with (I/O cadence, hardware, sampling).
 NOT_FINGERPRINTED = frozenset(
-    {"save_every", "keep_last", "threads", "device", "progress", "sample_steps", "sampler", "guidance_scale"}
+    {"save_every", "keep_last", "threads", "device", "progress", "sample_steps", "sampler", "guidance_scale", "guidance_on"}
 )
+
+
+# World keys that only lay the same sequences out differently (every sequence is seeded by itself), so
+# they must not make a shipped checkpoint unusable.
+WORLD_LAYOUT_KEYS = frozenset({"shards"})
 
 
 # gaitcrafter.enrol → (splits, roles) of the training sequences (pipeline.gaitcrafter.stage.enrol_selection,
@@ -63,7 +68,7 @@ def fingerprint_inputs(
                 "vocabulary": vocabulary.as_plain(),
                 "splits": list(splits),
                 "roles": None if roles is None else list(roles),
-                "world": None if world is None else dict(world),
+                "world": None if world is None else {k: v for k, v in world.items() if k not in WORLD_LAYOUT_KEYS},
             },
             sort_keys=True,
         )

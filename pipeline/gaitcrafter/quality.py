@@ -151,6 +151,29 @@ def identity_match(
     return float(np.mean(hits)), float(np.mean(chances))
 
 
+def identity_match_real(real: Sequence[LabelledClip], frames: int) -> tuple[float | None, float | None]:
+    """The same matching for real clips, leave-one-out: each real clip's first ``frames`` frames (the
+    length of a generated clip) against the other real clips (whole). What a perfect generator would
+    reach — the ceiling to read :func:`identity_match` against. (None, None) when no real clip has
+    another real clip of its identity in its view."""
+    real_geis = [gei(r.clip) for r in real]
+    hits, chances = [], []
+    for k, probe in enumerate(real):
+        probe_gei = gei(probe.clip[:frames])
+        by_identity: dict[str, list[float]] = {}
+        for j, (r, r_gei) in enumerate(zip(real, real_geis, strict=True)):
+            if j != k and r.view == probe.view:
+                by_identity.setdefault(r.identity, []).append(soft_iou(probe_gei, r_gei))
+        if probe.identity not in by_identity:
+            continue
+        best = max(by_identity, key=lambda i: float(np.mean(by_identity[i])))
+        hits.append(best == probe.identity)
+        chances.append(1.0 / len(by_identity))
+    if not hits:
+        return None, None
+    return float(np.mean(hits)), float(np.mean(chances))
+
+
 def summarise_quality(generated: Sequence[LabelledClip], real: Sequence[LabelledClip]) -> dict[str, object]:
     """All numbers of the module docstring, for generated clips against real ones."""
     if not generated or not real:
@@ -164,6 +187,7 @@ def summarise_quality(generated: Sequence[LabelledClip], real: Sequence[Labelled
 
     paired = [r for r in rows if r["gei_iou_same"] is not None and r["gei_iou_other"] is not None]
     match, chance = identity_match(generated, real)
+    match_real, chance_real = identity_match_real(real, frames=len(generated[0].clip))
     return {
         "generated_clips": len(generated),
         "real_clips": len(real),
@@ -183,6 +207,8 @@ def summarise_quality(generated: Sequence[LabelledClip], real: Sequence[Labelled
         else None,
         "identity_match_gei": match,
         "identity_match_chance": chance,
+        "identity_match_real": match_real,
+        "identity_match_real_chance": chance_real,
         "consecutive_iou_generated": float(np.nanmean([consecutive_iou(g.clip) for g in generated])),
         "consecutive_iou_real": float(np.nanmean([consecutive_iou(r.clip) for r in real])),
     }
@@ -221,6 +247,7 @@ def evaluate_checkpoint(
     splits: Sequence[str] = ("train",),
     roles: Sequence[str] | None = None,
     sampler: str | None = None,
+    guidance_on: str | None = None,
 ) -> tuple[dict[str, object], list[LabelledClip]]:
     """Sample every (training identity, view) with normal clothing and no bag; compare with the real
     sequences of the same covariates (:func:`summarise_quality`). Returns (summary, generated clips).
@@ -238,7 +265,9 @@ def evaluate_checkpoint(
     cond = model.conditions(
         [i for i, _ in cells], [v for _, v in cells], ["normal"] * len(cells), ["none"] * len(cells)
     )
-    out = sample(model, cond, steps=steps, guidance_scale=guidance_scale, seed=seed, sampler=sampler)
+    out = sample(
+        model, cond, steps=steps, guidance_scale=guidance_scale, seed=seed, sampler=sampler, guidance_on=guidance_on
+    )
     generated = [LabelledClip(i, v, clip) for (i, v), clip in zip(cells, out.silhouettes, strict=True)]
     summary = summarise_quality(generated, real_clips(data))
     summary.update(
@@ -247,6 +276,7 @@ def evaluate_checkpoint(
         sampling_seconds_per_clip=out.seconds / max(1, len(cells)),
         sample_steps=int(steps or info.config.sample_steps),
         guidance_scale=float(info.config.guidance_scale if guidance_scale is None else guidance_scale),
+        guidance_on=guidance_on or info.config.guidance_on,
     )
     return summary, generated
 
@@ -260,6 +290,7 @@ __all__ = [
     "consecutive_iou",
     "gei",
     "identity_match",
+    "identity_match_real",
     "identity_view_iou",
     "person_like",
     "person_like_fraction",

@@ -3,8 +3,9 @@
 :func:`sample` draws clips for a :class:`~pipeline.gaitcrafter.model.ConditionBatch`. Each sample's
 starting noise comes from its own CPU generator (``seed + row``), so a sample does not depend on the
 device or on which other samples share its batch (up to float rounding). With guidance scale ``w`` the
-prediction is ``ε_null + w·(ε_cond − ε_null)`` where ``ε_null`` uses the all-null tokens; ``w = 1``
-skips the null branch. The result is the soft clip in [0, 1] and its binarisation at 0.5
+prediction is ``ε_null + w·(ε_cond − ε_null)`` where ``ε_null`` uses the all-null tokens (``guidance_on``
+``all``) or the sample's own tokens with only the identity slot null (``identity``: guidance then amplifies
+the identity alone); ``w = 1`` skips the null branch. The result is the soft clip in [0, 1] and its binarisation at 0.5
 (uint8 0/255, the value range of the silhouette stores).
 
 :func:`generate_silhouettes` runs the sweep's jobs (identity + covariates of the driving sequence,
@@ -27,8 +28,9 @@ import numpy as np
 import torch
 
 from pipeline.contracts import MANIFEST, read_table, write_frame_store
-from pipeline.gaitcrafter.config import ANY, HEIGHT, WIDTH
+from pipeline.gaitcrafter.config import ANY, GUIDANCE_TARGETS, HEIGHT, WIDTH
 from pipeline.gaitcrafter.model import (
+    SLOTS,
     ConditionBatch,
     GaitCrafter,
     identity_weights,
@@ -100,6 +102,7 @@ def sample(
     *,
     sampler: str | None = None,
     batch_size: int = 8,
+    guidance_on: str | None = None,
 ) -> SampleOutput:
     """Clips for every row of ``conditions``: binarised uint8 [n, T, 64, 44] and soft float [n, T, 64, 44]."""
     start = time.perf_counter()
@@ -109,6 +112,9 @@ def sample(
         raise ValueError(f"gaitcrafter: n_frames must be >= 1, got {frames}")
     if scale < 0:
         raise ValueError(f"gaitcrafter: guidance_scale must be >= 0, got {scale}")
+    target = guidance_on or model.config.guidance_on
+    if target not in GUIDANCE_TARGETS:
+        raise ValueError(f"gaitcrafter: guidance_on must be one of {GUIDANCE_TARGETS}, got {target!r}")
     model.eval()
     device = next(model.parameters()).device
     noise = initial_noise(len(conditions), frames, seed, model.config.diffusion_size)
@@ -116,7 +122,7 @@ def sample(
     for first in range(0, len(conditions), max(1, batch_size)):
         rows = list(range(first, min(first + batch_size, len(conditions))))
         batch = conditions.select(rows).to(device)
-        outputs.append(_denoise(model, batch, noise[rows].to(device), steps, scale, sampler))
+        outputs.append(_denoise(model, batch, noise[rows].to(device), steps, scale, sampler, target))
     clips = to_pixel_space(torch.cat(outputs) if outputs else noise)
     soft = ((clips[:, 0].float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).numpy()
     binary = np.where(soft >= 0.5, 255, 0).astype(np.uint8)
@@ -130,12 +136,13 @@ def _denoise(
     steps: int | None,
     scale: float,
     sampler: str | None,
+    guidance_on: str = "all",
 ) -> torch.Tensor:
     scheduler = sampling_scheduler(model, sampler, steps)
     tokens = model.encoder(cond)
     guided = scale != 1.0
     if guided:
-        tokens = torch.cat([model.encoder.null_tokens(len(cond)), tokens])
+        tokens = torch.cat([guidance_branch(model, cond, guidance_on), tokens])
     for t in scheduler.timesteps:
         model_input = torch.cat([x, x]) if guided else x
         timesteps = torch.full((len(model_input),), int(t), device=x.device, dtype=torch.long)
@@ -145,6 +152,16 @@ def _denoise(
             eps = eps_null + scale * (eps_cond - eps_null)
         x = scheduler.step(eps, t, x).prev_sample
     return x
+
+
+def guidance_branch(model: GaitCrafter, cond: ConditionBatch, guidance_on: str) -> torch.Tensor:
+    """The tokens [n, 4, dim] of classifier-free guidance's other branch: all slots null (``all``) or the
+    sample's own tokens with the identity slot null (``identity``)."""
+    if guidance_on == "all":
+        return model.encoder.null_tokens(len(cond))
+    drop = torch.zeros(len(cond), len(SLOTS), dtype=torch.bool)
+    drop[:, SLOTS.index("identity")] = True
+    return model.encoder(cond, drop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +330,7 @@ def generate_silhouettes(
     steps: int | None = None,
     guidance_scale: float | None = None,
     sampler: str | None = None,
+    guidance_on: str | None = None,
     unknown_identity: str = "error",
     weights: str = "ema",
     device: str | None = None,
@@ -351,7 +369,9 @@ def generate_silhouettes(
         }
         try:
             cond, used = _job_conditions(model, job, unknown_identity)
-            out = sample(model, cond, job.n_frames, steps, guidance_scale, job.seed, sampler=sampler)
+            out = sample(
+                model, cond, job.n_frames, steps, guidance_scale, job.seed, sampler=sampler, guidance_on=guidance_on
+            )
         except ValueError as err:
             row["error"] = str(err)
             results.append(row)
@@ -371,6 +391,7 @@ __all__ = [
     "SampleOutput",
     "SilhouetteJob",
     "generate_silhouettes",
+    "guidance_branch",
     "initial_noise",
     "jobs_from_plan",
     "novel_identity",

@@ -136,6 +136,8 @@ QUALITY_NOTES = {
     "consecutive_iou": "IoU of consecutive frames (temporal consistency)",
     "identity_match_gei": "share of clips whose nearest identity (mean GEI IoU, same view) is their own",
     "identity_match_chance": "chance level of identity_match_gei (mean of 1 / identities per view)",
+    "identity_match_real": "the same matching for real clips (leave-one-out, clip-length windows): the ceiling",
+    "identity_match_real_chance": "chance level of identity_match_real",
 }
 
 
@@ -374,7 +376,7 @@ def quality_stage(
     summary, generated = evaluate_checkpoint(
         info["checkpoint"], silhouettes, manifest, samples_per_cell=samples_per_cell, seed=seed,
         steps=sampling.get("steps"), guidance_scale=sampling.get("guidance_scale"), sampler=sampling.get("sampler"),
-        splits=info["splits"], roles=info["roles"],
+        guidance_on=sampling.get("guidance_on"), splits=info["splits"], roles=info["roles"],
     )  # fmt: skip
     seconds = time.perf_counter() - start
     summary = {**summary, "seconds": seconds, "training_steps": info["step"]}
@@ -451,7 +453,7 @@ def novelty_stage(
     result = evaluate_novelty(
         info["checkpoint"], embed, novel_count=novel_identities, samples=samples, parents=parents, view=view,
         seed=seed, steps=sampling.get("steps"), guidance_scale=sampling.get("guidance_scale"),
-        sampler=sampling.get("sampler"), real=real or None, identities=pool,
+        sampler=sampling.get("sampler"), guidance_on=sampling.get("guidance_on"), real=real or None, identities=pool,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     rows = []
@@ -503,7 +505,7 @@ def synthesize_stage(
         info["checkpoint"], out_dir, kind=kind, per_identity=per_identity, dataset=dataset,
         novel_count=novel_identities, parents=parents, seed=seed, steps=sampling.get("steps"),
         guidance_scale=sampling.get("guidance_scale"), sampler=sampling.get("sampler"),
-        identities=info["train_identities"], covariates=covariates,
+        guidance_on=sampling.get("guidance_on"), identities=info["train_identities"], covariates=covariates,
     )  # fmt: skip
     rows = read_table(manifest, MANIFEST).to_pylist()
     seconds = time.perf_counter() - start

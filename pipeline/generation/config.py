@@ -82,6 +82,10 @@ def _check_ablation(config: dict, models: dict) -> list[str]:
             for item in dataset.get(key, []):
                 if item not in known:
                     problems.append(f"datasets.{name}.{key}: '{item}' is not one of {sorted(known)}")
+    for name, spec in sorted(models.items()):
+        for item in spec.get("scenarios", []):
+            if item not in scenarios:
+                problems.append(f"models.{name}.scenarios: '{item}' is not one of sweep.scenarios {sorted(scenarios)}")
     return problems
 
 

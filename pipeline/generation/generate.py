@@ -222,7 +222,7 @@ def run_generation_shard(
     ]
     source = RealSource(manifest, pose_summary, masks_summary)
     # Constructor options are the model's setup (checkout, env, weights); `params` go to every job.
-    options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params", "parts", "guidance"}}
+    options = {k: v for k, v in spec.items() if k not in {"generator", "resources", "params", "parts", "guidance", "scenarios"}}
     guidance = spec.get("guidance", "auto")
     if guidance not in GUIDANCE_SOURCES:
         raise ValueError(f"{model}: guidance must be one of {GUIDANCE_SOURCES}, got {guidance!r}")

@@ -207,7 +207,7 @@ def load_dinov2(path_or_dir: str | os.PathLike, *, config_key: str = DINOV2_CONF
       ``blocks.N.attn.qkv.weight`` …; also accepted inside ``{'model': ...}``); the architecture is read off
       the tensor shapes and the keys are converted to the HF model by :class:`DINOv2Backbone`.
     """
-    from transformers import Dinov2Config, Dinov2Model
+    from pipeline.recognisers.vit import ViTConfig, ViTModel
 
     path = Path(path_or_dir)
     if not path.exists():
@@ -220,6 +220,8 @@ def load_dinov2(path_or_dir: str | os.PathLike, *, config_key: str = DINOV2_CONF
             raise FileNotFoundError(
                 f"{path} (config key {config_key}) has no config.json: not a Hugging Face model folder"
             )
+        from transformers import Dinov2Model
+
         try:
             model = Dinov2Model.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError) as exc:
@@ -237,7 +239,7 @@ def load_dinov2(path_or_dir: str | os.PathLike, *, config_key: str = DINOV2_CONF
         fields = dinov2_config_from_state_dict(state)
     except ValueError as exc:
         raise CheckpointError(f"{path} (config key {config_key}): {exc}") from exc
-    backbone = DINOv2Backbone(Dinov2Model(Dinov2Config(**fields)), pretrained=True, source=str(path))
+    backbone = DINOv2Backbone(ViTModel(ViTConfig.from_fields(fields)), pretrained=True, source=str(path))
     check_state_dict(backbone, state, strict=True, where=f"DINOv2 weights {path} (config key {config_key})")
     backbone.load_state_dict(state, strict=True)
     return backbone

@@ -701,7 +701,7 @@ def random_dinov2(spec: str | Mapping[str, object] | None = None) -> DINOv2Backb
     ``"vits14"`` → the ViT-S/14 architecture (for loading a full official BigGait checkpoint, which
     carries the ViT weights itself); a mapping → :data:`DINOV2_TINY` updated with those Dinov2Config fields.
     """
-    from transformers import Dinov2Config, Dinov2Model
+    from pipeline.recognisers.vit import ViTConfig, ViTModel
 
     if spec is None or spec == "tiny":
         fields = dict(DINOV2_TINY)
@@ -718,7 +718,8 @@ def random_dinov2(spec: str | Mapping[str, object] | None = None) -> DINOv2Backb
         raise ValueError(
             f"recognisers.biggait.dinov2_config must be 'tiny', 'vits14' or a mapping, got {spec!r}"
         )
-    return DINOv2Backbone(Dinov2Model(Dinov2Config(**fields)), pretrained=False, source=None)
+    # Our own copy of Dinov2Model's network: the same keys and outputs, without transformers' ~3 s import.
+    return DINOv2Backbone(ViTModel(ViTConfig.from_fields(fields)), pretrained=False, source=None)
 
 
 def build_biggait(

@@ -163,9 +163,11 @@ def gaitcrafter_model_file(dataset):
 
 def runs_on(dataset, model, scenario):
     """Whether ``model`` generates from ``dataset`` in ``scenario``: every pair unless the dataset names
-    its own sweep_models / sweep_scenarios; the ablation's arms only on world datasets that run their
-    base model, in sweep.guidance_ablation.scenarios (all when empty)."""
+    its own sweep_models / sweep_scenarios or the model its own scenarios; the ablation's arms only on world
+    datasets that run their base model, in sweep.guidance_ablation.scenarios (all when empty)."""
     spec, arm = DATASETS[dataset], ablation_arm(model)
+    if scenario not in MODELS[model].get("scenarios", [scenario]):
+        return False
     if arm is not None:
         if spec["kind"] != "world" or (ABLATION_SCENARIOS and scenario not in ABLATION_SCENARIOS):
             return False

@@ -25,7 +25,7 @@ centred (recorded in the notes).
 Options (``models.<name>`` besides ``generator``): ``checkpoint`` (the training stage's
 ``model.json``, a run folder or a checkpoint folder; the workflow sets it per dataset), ``device``
 (default: the checkpoint's), ``weights`` (``ema``). Params (``models.<name>.params``, per job):
-``steps``, ``guidance_scale``, ``sampler`` (default: the checkpoint's config), ``identity_from``,
+``steps``, ``guidance_scale``, ``guidance_on``, ``sampler`` (default: the checkpoint's config), ``identity_from``,
 ``unknown_identity`` (``error``: a job whose identity the model was not trained on fails with the
 reason; ``any``: sample it unconditioned on identity).
 """
@@ -48,7 +48,7 @@ from pipeline.generation.generators.base import (
 from pipeline.generation.generators.builtin import check_driving
 
 DEFAULT_IDENTITY_FROM = {"restoration": "driving", "transfer": "reference"}
-PARAMS = ("steps", "guidance_scale", "sampler", "identity_from", "unknown_identity")
+PARAMS = ("steps", "guidance_scale", "guidance_on", "sampler", "identity_from", "unknown_identity")
 MOTION_NOTE = (
     "GaitCrafter is not conditioned on the driving motion or trajectory: the gait is sampled for the "
     "identity token, the walker stays centred"
@@ -176,10 +176,14 @@ class GaitCrafterGenerator:
         steps = int(job.params.get("steps") or config.sample_steps)
         scale = float(job.params.get("guidance_scale", config.guidance_scale))
         sampler = str(job.params.get("sampler") or config.sampler)
-        out = sample(
-            self.model, cond, n_frames=job.driving.frame_count, steps=steps, guidance_scale=scale,
-            seed=job.seed, sampler=sampler,
-        )  # fmt: skip
+        guidance_on = str(job.params.get("guidance_on") or config.guidance_on)
+        try:
+            out = sample(
+                self.model, cond, n_frames=job.driving.frame_count, steps=steps, guidance_scale=scale,
+                seed=job.seed, sampler=sampler, guidance_on=guidance_on,
+            )  # fmt: skip
+        except ValueError as err:  # a bad sampling param names itself
+            raise GenerationError(str(err)) from err
         frames, placement = render_silhouette_frames(
             out.silhouettes[0], int(job.driving.height), int(job.driving.width)
         )
@@ -193,6 +197,7 @@ class GaitCrafterGenerator:
             "sampler": sampler,
             "sample_steps": steps,
             "guidance_scale": scale,
+            "guidance_on": guidance_on,
             "sampling_seconds": round(float(out.seconds), 3),
             "placement": placement,
             "motion": MOTION_NOTE,

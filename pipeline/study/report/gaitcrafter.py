@@ -109,8 +109,10 @@ def quality_verdict(quality: pl.DataFrame) -> str | None:
     if match is not None and chance is not None:
         numbers += (
             f"; nearest identity (GEI IoU, same view) is the own one for {100 * match:.0f} % of clips "
-            f"(chance {100 * chance:.0f} %)"
+            f"(chance {100 * chance:.0f} %"
         )
+        ceiling = rows.get("identity_match_real", {}).get("generated")
+        numbers += f"; real clips of the same length: {100 * ceiling:.0f} %)" if ceiling is not None else ")"
     poor_shape = person["generated"] < POOR_PERSON_LIKE * real_share
     poor_identity = (identity["generated"] or 0.0) < POOR_IDENTITY
     if poor_shape or poor_identity:
