@@ -585,6 +585,16 @@ def test_identity_match_finds_the_own_identity_and_its_chance_level() -> None:
     assert identity_match(swapped, real)[0] == 0.0
     assert identity_match([LabelledClip("s0", "000", own[0].clip)], real) == (None, None)
 
+    from pipeline.gaitcrafter.quality import identity_match_real
+
+    # Leave-one-out on real clips: two clips per identity find each other; one clip alone is skipped,
+    # and a clip must never match itself (with itself left in every identity would score 1.0).
+    pairs = real + own
+    assert identity_match_real(pairs, frames=6) == (1.0, 0.25)
+    assert identity_match_real(real, frames=6) == (None, None)
+    mislabelled = [*real, *(LabelledClip(f"s{(k + 1) % 4}", c.view, c.clip) for k, c in enumerate(own))]
+    assert identity_match_real(mislabelled, frames=6)[0] <= 0.25  # labels crossed: far below 1.0
+
 
 def test_synthetic_training_set_and_variants(
     trained: Path, source: tuple[Path, Path], tmp_path: Path

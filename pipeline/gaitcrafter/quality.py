@@ -127,28 +127,36 @@ def identity_view_iou(
     return rows
 
 
+def _match_share(
+    probes: Sequence[tuple[LabelledClip, np.ndarray, int | None]], real: Sequence[LabelledClip]
+) -> tuple[float | None, float | None]:
+    """(share of probes whose nearest identity by mean GEI IoU with the real clips of their view is their
+    own; chance). A probe is (clip, its GEI, the index of a real clip to leave out or None); probes whose
+    identity has no real clip left in their view are skipped; (None, None) when none is left."""
+    real_geis = [gei(r.clip) for r in real]
+    hits, chances = [], []
+    for probe, probe_gei, skip in probes:
+        by_identity: dict[str, list[float]] = {}
+        for j, (r, r_gei) in enumerate(zip(real, real_geis, strict=True)):
+            if j != skip and r.view == probe.view:
+                by_identity.setdefault(r.identity, []).append(soft_iou(probe_gei, r_gei))
+        if probe.identity not in by_identity:
+            continue
+        best = max(by_identity, key=lambda k: float(np.mean(by_identity[k])))
+        hits.append(best == probe.identity)
+        chances.append(1.0 / len(by_identity))
+    if not hits:
+        return None, None
+    return float(np.mean(hits)), float(np.mean(chances))
+
+
 def identity_match(
     generated: Sequence[LabelledClip], real: Sequence[LabelledClip]
 ) -> tuple[float | None, float | None]:
     """(share of generated clips whose nearest identity by mean GEI IoU, same view, is their own; chance).
 
     Clips whose own identity has no real clip in their view are left out; (None, None) when none is left."""
-    real_geis = [gei(r.clip) for r in real]
-    hits, chances = [], []
-    for g in generated:
-        by_identity: dict[str, list[float]] = {}
-        g_gei = gei(g.clip)
-        for r, r_gei in zip(real, real_geis, strict=True):
-            if r.view == g.view:
-                by_identity.setdefault(r.identity, []).append(soft_iou(g_gei, r_gei))
-        if g.identity not in by_identity:
-            continue
-        best = max(by_identity, key=lambda k: float(np.mean(by_identity[k])))
-        hits.append(best == g.identity)
-        chances.append(1.0 / len(by_identity))
-    if not hits:
-        return None, None
-    return float(np.mean(hits)), float(np.mean(chances))
+    return _match_share([(g, gei(g.clip), None) for g in generated], real)
 
 
 def identity_match_real(real: Sequence[LabelledClip], frames: int) -> tuple[float | None, float | None]:
@@ -156,22 +164,7 @@ def identity_match_real(real: Sequence[LabelledClip], frames: int) -> tuple[floa
     length of a generated clip) against the other real clips (whole). What a perfect generator would
     reach — the ceiling to read :func:`identity_match` against. (None, None) when no real clip has
     another real clip of its identity in its view."""
-    real_geis = [gei(r.clip) for r in real]
-    hits, chances = [], []
-    for k, probe in enumerate(real):
-        probe_gei = gei(probe.clip[:frames])
-        by_identity: dict[str, list[float]] = {}
-        for j, (r, r_gei) in enumerate(zip(real, real_geis, strict=True)):
-            if j != k and r.view == probe.view:
-                by_identity.setdefault(r.identity, []).append(soft_iou(probe_gei, r_gei))
-        if probe.identity not in by_identity:
-            continue
-        best = max(by_identity, key=lambda i: float(np.mean(by_identity[i])))
-        hits.append(best == probe.identity)
-        chances.append(1.0 / len(by_identity))
-    if not hits:
-        return None, None
-    return float(np.mean(hits)), float(np.mean(chances))
+    return _match_share([(r, gei(r.clip[:frames]), k) for k, r in enumerate(real)], real)
 
 
 def summarise_quality(generated: Sequence[LabelledClip], real: Sequence[LabelledClip]) -> dict[str, object]:
