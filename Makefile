@@ -59,6 +59,7 @@ test-slurm: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check workflow
 	$(LOCAL) $(BIN)/snakemake --lint --cores 1 $(DEMO)
 
 dryrun: install

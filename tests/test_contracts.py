@@ -113,3 +113,28 @@ def test_shards_are_stable_and_spread():
     assert counts.min() > 2000 / 16 * 0.7
     assert shard_of("w001/nm-01/090", 16) == 13  # crc32 is fixed by the zlib spec: a regression anchor
     assert shard_name(3) == "shard-0003"
+
+
+def test_reading_a_table_imports_neither_pyarrow_dataset_nor_pandas(tmp_path):
+    """Every job reads tables: pq.read_table's pyarrow.dataset import (and pandas with it) cost ~0.2 s each."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = write_table([manifest_row()], tmp_path / "m.parquet", MANIFEST)
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    code = (
+        "import sys\n"
+        "from pipeline.contracts import MANIFEST, ContractError, read_table\n"
+        f"assert read_table({str(path)!r}, MANIFEST).num_rows == 1\n"
+        "try:\n"
+        f"    read_table({str(tmp_path / 'empty.parquet')!r}, MANIFEST)\n"
+        "except ContractError as err:\n"
+        "    assert 'not a readable Parquet' in str(err)\n"
+        "else:\n"
+        "    raise AssertionError('an empty file was read')\n"
+        "print(sorted(m for m in ('pyarrow.dataset', 'pandas') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert out.stdout.strip() == "[]"

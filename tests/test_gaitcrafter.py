@@ -15,6 +15,7 @@ from pipeline.gaitcrafter.config import FULL, TINY, GaitCrafterConfig
 from pipeline.gaitcrafter.model import (
     ConditionBatch,
     ConditionEncoder,
+    TemporalConv3d,
     Vocabulary,
     build_model,
     check_identity_rows,
@@ -23,6 +24,7 @@ from pipeline.gaitcrafter.model import (
     novel_identity,
     patchify,
     unpatchify,
+    use_temporal_conv2d,
 )
 from pipeline.gaitcrafter.train import (
     EMA_FILE,
@@ -199,6 +201,49 @@ def test_unet_forward_shape_tiny_config() -> None:
         model(torch.randn(1, 1, 2, 64, 64), torch.tensor([1]), model.encoder(cond.select([0])))
     with pytest.raises(ValueError, match="condition tokens"):
         model(x, torch.tensor([1, 2]), torch.zeros(2, 3, TINY.cond_dim))
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "stride", "padding", "dilation", "groups"),
+    [
+        ((1, 8, 16, 32, 22), 3, 1, 1, 1, 1),
+        ((3, 4, 9, 5, 7), 5, 2, 2, 1, 2),
+        ((2, 6, 12, 4, 3), 3, 1, 2, 2, 3),
+    ],
+)
+def test_temporal_conv3d_equals_conv3d(shape, kernel, stride, padding, dilation, groups) -> None:
+    """The conv2d form of a time-only Conv3d gives Conv3d's output and gradients (to float rounding)."""
+    torch.manual_seed(0)
+    channels = shape[1]
+    conv = torch.nn.Conv3d(
+        channels, 2 * channels, (kernel, 1, 1), (stride, 1, 1), (padding, 0, 0), (dilation, 1, 1), groups
+    ).double()
+    fast = torch.nn.Conv3d(
+        channels, 2 * channels, (kernel, 1, 1), (stride, 1, 1), (padding, 0, 0), (dilation, 1, 1), groups
+    ).double()
+    fast.load_state_dict(conv.state_dict())
+    assert use_temporal_conv2d(fast) == 1 and isinstance(fast, TemporalConv3d)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    x_fast = x.detach().clone().requires_grad_(True)
+    expected, got = conv(x), fast(x_fast)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    expected.square().sum().backward()
+    got.square().sum().backward()
+    torch.testing.assert_close(x_fast.grad, x.grad, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fast.weight.grad, conv.weight.grad, rtol=1e-10, atol=1e-10)
+
+
+def test_gaitcrafter_unet_computes_its_temporal_convs_as_conv2d() -> None:
+    """Every (3, 1, 1) Conv3d of UNet3D is switched, spatial convs are not, and the state dict keeps
+    diffusers' keys (checkpoints load either way)."""
+    model = build_model(TINY, _vocabulary())
+    conv3d = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+    temporal = [m for m in conv3d if isinstance(m, TemporalConv3d)]
+    assert temporal and len(temporal) == sum(m.kernel_size == (3, 1, 1) for m in conv3d)
+    plain = torch.nn.Conv3d(4, 4, (3, 3, 3))
+    assert use_temporal_conv2d(plain) == 0 and type(plain) is torch.nn.Conv3d
+    assert any(key.endswith("temp_convs.0.conv1.2.weight") for key in model.state_dict())
 
 
 def test_full_config_is_a_valid_gpu_configuration() -> None:

@@ -183,3 +183,20 @@ def test_coco18_to_coco17_follows_openpose_order():
     for name, openpose_index in expected.items():
         assert coco17[0, COCO17_INDEX[name], 0] == openpose_index
     assert 1 not in coco17[0, :, 0]  # the neck is dropped
+
+
+def test_complete_keypoints_skip_the_imputer_with_its_result():
+    """No coordinate missing: the shortcut returns what KNNImputer returns (the input), as a copy."""
+    from sklearn.impute import KNNImputer
+
+    rng = np.random.default_rng(3)
+    frames = np.concatenate(
+        [rng.uniform(1, 100, size=(6, 17, 2)), rng.uniform(0, 1, size=(6, 17, 1))], axis=-1
+    ).astype(np.float32)
+    frames[2, 4, 2] = 0.0  # a zero score is not a missing coordinate
+    padded = pad_keypoints(frames)
+    coords = frames[..., :2].reshape(6, 34)
+    imputed = KNNImputer(missing_values=0.0, n_neighbors=4, weights="distance").fit_transform(coords)
+    np.testing.assert_array_equal(padded[..., :2].reshape(6, 34), imputed)
+    np.testing.assert_array_equal(padded, frames)
+    assert padded is not frames and padded.dtype == frames.dtype

@@ -52,6 +52,14 @@ def test_lint_is_clean(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_workflow_is_snakefmt_formatted():
+    """The workflow catalog's formatting rule (snakefmt, pinned in the dev extras)."""
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    assert snakefmt.is_file(), f"{snakefmt} missing: `make install` installs the dev extras"
+    result = subprocess.run([str(snakefmt), "--check", "workflow"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_dry_run_lists_every_stage(tmp_path):
     result = snakemake(tmp_path, "-n")
     assert result.returncode == 0, result.stderr

@@ -84,10 +84,14 @@ def _as_float_keypoints(keypoints: np.ndarray) -> np.ndarray:
 
 def pad_keypoints(keypoints: np.ndarray) -> np.ndarray:
     """Impute missing joints (x or y exactly 0) from the k = 4 nearest frames, distance-weighted."""
-    from sklearn.impute import KNNImputer  # heavy import, only needed here
-
     frames, joints, channels = keypoints.shape
     coords = keypoints[..., :-1].reshape(frames, joints * (channels - 1))
+    if not (coords == 0.0).any():
+        # Nothing to impute: KNNImputer would return the coordinates unchanged (its own early exit),
+        # so skip scikit-learn's ~0.7 s import, paid otherwise by every skeleton-map job.
+        return keypoints.copy()
+    from sklearn.impute import KNNImputer  # heavy import, only needed here
+
     imputer = KNNImputer(missing_values=0.0, n_neighbors=KNN_NEIGHBOURS, weights="distance")
     filled = imputer.fit_transform(coords)
     if filled.shape != coords.shape:

@@ -16,9 +16,10 @@ rule aggregate:
             )
             for table, caption in AGGREGATE_TABLES.items()
         },
-        **{f"{table}": f"results/aggregate/{table}.parquet" for table in [*AGGREGATE_TABLES, *AGGREGATE_EXTRA]},
-    params:
-        spec=get_aggregate_spec,
+        **{
+            f"{table}": f"results/aggregate/{table}.parquet"
+            for table in [*AGGREGATE_TABLES, *AGGREGATE_EXTRA]
+        },
     log:
         "logs/aggregate.log",
     benchmark:
@@ -26,8 +27,10 @@ rule aggregate:
     conda:
         "../envs/pipeline.yaml"
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(8000),
         runtime=per_attempt(60),
-        **CPU_RESOURCES,
+    params:
+        spec=get_aggregate_spec,
     shell:
         "python -m pipeline.cli aggregate --spec {params.spec:q} > {log} 2>&1"

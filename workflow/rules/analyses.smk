@@ -11,8 +11,6 @@ rule analyses:
     output:
         **{f"{table}_csv": f"results/analyses/{table}.csv" for table in ANALYSES_TABLES},
         **{table: f"results/analyses/{table}.parquet" for table in ANALYSES_TABLES},
-    params:
-        spec=get_analyses_spec,
     log:
         "logs/analyses.log",
     benchmark:
@@ -20,8 +18,10 @@ rule analyses:
     conda:
         "../envs/pipeline.yaml"
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(4000),
         runtime=per_attempt(30),
-        **CPU_RESOURCES,
+    params:
+        spec=get_analyses_spec,
     shell:
         "python -m pipeline.cli analyses --spec {params.spec:q} > {log} 2>&1"

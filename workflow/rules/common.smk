@@ -25,7 +25,9 @@ from pipeline.generation.config import ablation_arm, ablation_models  # noqa: E4
 if not (config.get("datasets") if isinstance(config, dict) else None):
     logger.warning(f"WARNING: {NO_DATASETS}. Nothing is planned.")
 validate(config, schema="../schemas/config.schema.yaml")
-validate_study(config, allow_empty=True)  # fills nested defaults and checks cross-references (names the key on error)
+validate_study(
+    config, allow_empty=True
+)  # fills nested defaults and checks cross-references (names the key on error)
 
 DATASETS = config["datasets"]
 CLUSTER = config["cluster"]
@@ -39,7 +41,10 @@ MODELS = config["models"]
 ABLATION_MODELS = ablation_models(config)
 ABLATION_SCENARIOS = SWEEP["guidance_ablation"]["scenarios"]
 MODELS.update(ABLATION_MODELS)
-SWEEP["models"] = [*SWEEP["models"], *(m for m in ABLATION_MODELS if m not in SWEEP["models"])]
+SWEEP["models"] = [
+    *SWEEP["models"],
+    *(m for m in ABLATION_MODELS if m not in SWEEP["models"]),
+]
 SCENARIOS = {s["name"]: s for s in SWEEP["scenarios"]}
 GEN_SHARDS = shard_names(SWEEP["shards"])
 RECOGNISERS = config["recognisers"]
@@ -53,12 +58,18 @@ PROTOCOL_BY_KIND = {"sustech1k": "sustech1k", "ccgr_mini": "ccgr_mini"}
 # Kinds that ship silhouettes (and, where present, keypoints) use them by default: `dataset` backends
 # read path_silhouette / path_pose. datasets.<name>.pose_backend / mask_backend select perception
 # from RGB instead (for the world and custom videos perception.real applies).
-SHIPPED_BACKENDS = {kind: {"pose": "dataset", "masks": "dataset"} for kind in ("opengait", "sustech1k", "ccgr_mini")}
+SHIPPED_BACKENDS = {
+    kind: {"pose": "dataset", "masks": "dataset"}
+    for kind in ("opengait", "sustech1k", "ccgr_mini")
+}
 
 # SLURM account / CPU partition for every CPU rule, only when the user configured them.
 CPU_RESOURCES = {
     key: value
-    for key, value in (("slurm_account", CLUSTER["account"]), ("slurm_partition", CLUSTER["cpu_partition"]))
+    for key, value in (
+        ("slurm_account", CLUSTER["account"]),
+        ("slurm_partition", CLUSTER["cpu_partition"]),
+    )
     if value
 }
 WORLD_DATASETS = sorted(name for name, d in DATASETS.items() if d["kind"] == "world")
@@ -84,10 +95,16 @@ def per_shard_options(build):
 
     Snakemake calls params functions for every job (and perceive_generated asks five stages' options per
     job), so the JSON is cached on the wildcards that determine it."""
-    cached = lru_cache(maxsize=None)(lambda source, shard, fmt: build(Namespace(source=source, shard=shard, fmt=fmt)))
+    cached = lru_cache(maxsize=None)(
+        lambda source, shard, fmt: build(Namespace(source=source, shard=shard, fmt=fmt))
+    )
 
     def options(wildcards):
-        return cached(wildcards.source, wildcards.get("shard") or "shard-0000", wildcards.get("fmt"))
+        return cached(
+            wildcards.source,
+            wildcards.get("shard") or "shard-0000",
+            wildcards.get("fmt"),
+        )
 
     return options
 
@@ -133,7 +150,8 @@ def backends_of(source):
     """Pose and mask backends of a source: a dataset's own sequences, or a shard of generated videos.
 
     Videos of a silhouette generator (GaitCrafter) are masks already: masks come from the video
-    (``from_video``) and no pose is estimated (``none``: every sequence skipped with the reason)."""
+    (``from_video``) and no pose is estimated (``none``: every sequence skipped with the reason).
+    """
     if is_generated(source):
         if is_silhouette_model(source.split("/")[2]):
             return {"pose": "none", "masks": "from_video"}
@@ -164,15 +182,20 @@ def gaitcrafter_model_file(dataset):
 def runs_on(dataset, model, scenario):
     """Whether ``model`` generates from ``dataset`` in ``scenario``: every pair unless the dataset names
     its own sweep_models / sweep_scenarios or the model its own scenarios; the ablation's arms only on world
-    datasets that run their base model, in sweep.guidance_ablation.scenarios (all when empty)."""
+    datasets that run their base model, in sweep.guidance_ablation.scenarios (all when empty).
+    """
     spec, arm = DATASETS[dataset], ablation_arm(model)
     if scenario not in MODELS[model].get("scenarios", [scenario]):
         return False
     if arm is not None:
-        if spec["kind"] != "world" or (ABLATION_SCENARIOS and scenario not in ABLATION_SCENARIOS):
+        if spec["kind"] != "world" or (
+            ABLATION_SCENARIOS and scenario not in ABLATION_SCENARIOS
+        ):
             return False
         model = arm[0]
-    return model in spec.get("sweep_models", [model]) and scenario in spec.get("sweep_scenarios", [scenario])
+    return model in spec.get("sweep_models", [model]) and scenario in spec.get(
+        "sweep_scenarios", [scenario]
+    )
 
 
 def generated_sources(dataset, model):
@@ -185,7 +208,12 @@ def generated_sources(dataset, model):
 
 
 def all_generated_sources():
-    return [source for dataset in sorted(DATASETS) for model in SWEEP["models"] for source in generated_sources(dataset, model)]
+    return [
+        source
+        for dataset in sorted(DATASETS)
+        for model in SWEEP["models"]
+        for source in generated_sources(dataset, model)
+    ]
 
 
 def rec_settings(name):
@@ -199,8 +227,12 @@ def trainer_of(dataset):
 
 def checkpoint_of(dataset, name):
     """A configured checkpoint (e.g. OpenGait's official weights), else the one trained here: on the
-    dataset's own train split, or on the dataset that recognisers.train_on names for it."""
-    return rec_settings(name).get("checkpoint") or f"results/recognisers/{trainer_of(dataset)}/{name}/model.pt"
+    dataset's own train split, or on the dataset that recognisers.train_on names for it.
+    """
+    return (
+        rec_settings(name).get("checkpoint")
+        or f"results/recognisers/{trainer_of(dataset)}/{name}/model.pt"
+    )
 
 
 def protocol_of(dataset):
@@ -221,6 +253,10 @@ for _model in SWEEP["models"]:
         raise ValueError(f"sweep/models: '{_model}' is not defined under `models`")
 for _name, _b in (("generated", PERCEPTION["generated"]),):
     if _b.get("pose") == "groundtruth" or _b.get("masks") == "groundtruth":
-        raise ValueError("perception/generated: generated videos have no ground truth; use mediapipe or dwpose")
+        raise ValueError(
+            "perception/generated: generated videos have no ground truth; use mediapipe or dwpose"
+        )
     if _b.get("pose") == "dataset" or _b.get("masks") == "dataset":
-        raise ValueError("perception/generated: generated videos ship no keypoints or silhouettes; use mediapipe or dwpose")
+        raise ValueError(
+            "perception/generated: generated videos ship no keypoints or silhouettes; use mediapipe or dwpose"
+        )

@@ -8,21 +8,23 @@ rule embed:
         unpack(get_embed_inputs),
     output:
         expand("results/embeddings/{{source}}/{name}/{{shard}}.parquet", name=REC_NAMES),
-    params:
-        spec=get_embed_spec,
     log:
         "logs/embed/{source}/{shard}.log",
     benchmark:
         "results/benchmarks/embed/{source}/{shard}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         source=r"[^/]+",
         shard=r"shard-\d{4}",
+    # Next after the recognisers: the gallery's embeddings gate every generated shard's evaluation.
+    priority: 40
+    conda:
+        "../envs/pipeline.yaml"
     threads: RECOGNISERS["threads"]
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(8000),
         runtime=per_attempt(120),
-        **CPU_RESOURCES,
+    params:
+        spec=get_embed_spec,
     shell:
         "python -m pipeline.cli embed --spec {params.spec:q} > {log} 2>&1"

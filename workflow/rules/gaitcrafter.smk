@@ -12,16 +12,16 @@ rule train_gaitcrafter:
         unpack(gaitcrafter_source_inputs),
     output:
         model="results/gaitcrafter/{dataset}/model.json",
-    params:
-        spec=get_gaitcrafter_train_spec,
     log:
         "logs/gaitcrafter/train/{dataset}.log",
     benchmark:
         "results/benchmarks/gaitcrafter/train/{dataset}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=r"[^/]+",
+    # Early: its sampling jobs are the longest after the recognisers' (longest first packs the cores).
+    priority: 45
+    conda:
+        "../envs/pipeline.yaml"
     threads: GAITCRAFTER["threads"]
     resources:
         gpu=gaitcrafter_resource("gpu"),
@@ -30,6 +30,8 @@ rule train_gaitcrafter:
         gpu_model=gaitcrafter_gpu_model,
         slurm_partition=gaitcrafter_partition,
         slurm_account=CLUSTER["account"],
+    params:
+        spec=get_gaitcrafter_train_spec,
     shell:
         "python -m pipeline.cli train-gaitcrafter --spec {params.spec:q} > {log} 2>&1"
 
@@ -40,21 +42,22 @@ rule gaitcrafter_quality:
         model="results/gaitcrafter/{dataset}/model.json",
     output:
         "results/gaitcrafter/{dataset}/quality.parquet",
-    params:
-        spec=get_gaitcrafter_quality_spec,
     log:
         "logs/gaitcrafter/quality/{dataset}.log",
     benchmark:
         "results/benchmarks/gaitcrafter/quality/{dataset}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=r"[^/]+",
+    priority: 30
+    conda:
+        "../envs/pipeline.yaml"
     threads: GAITCRAFTER["threads"]
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(6000),
         runtime=per_attempt(60),
-        **CPU_RESOURCES,
+    params:
+        spec=get_gaitcrafter_quality_spec,
     shell:
         "python -m pipeline.cli gaitcrafter-quality --spec {params.spec:q} > {log} 2>&1"
 
@@ -64,21 +67,22 @@ rule gaitcrafter_novelty:
         unpack(get_gaitcrafter_novelty_inputs),
     output:
         "results/gaitcrafter/{dataset}/novelty.parquet",
-    params:
-        spec=get_gaitcrafter_novelty_spec,
     log:
         "logs/gaitcrafter/novelty/{dataset}.log",
     benchmark:
         "results/benchmarks/gaitcrafter/novelty/{dataset}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=r"[^/]+",
+    priority: 30
+    conda:
+        "../envs/pipeline.yaml"
     threads: GAITCRAFTER["threads"]
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(6000),
         runtime=per_attempt(60),
-        **CPU_RESOURCES,
+    params:
+        spec=get_gaitcrafter_novelty_spec,
     shell:
         "python -m pipeline.cli gaitcrafter-novelty --spec {params.spec:q} > {log} 2>&1"
 
@@ -90,22 +94,23 @@ rule gaitcrafter_synthesize:
         manifest="results/gaitcrafter/{dataset}/synthetic/{kind}/manifest.parquet",
         store="results/gaitcrafter/{dataset}/synthetic/{kind}/silhouettes/shard-0000.npz",
         info="results/gaitcrafter/{dataset}/synthetic/{kind}/info.json",
-    params:
-        spec=get_gaitcrafter_synthesize_spec,
     log:
         "logs/gaitcrafter/synthesize/{dataset}/{kind}.log",
     benchmark:
         "results/benchmarks/gaitcrafter/synthesize/{dataset}/{kind}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=r"[^/]+",
         kind=alternation(GC_KINDS),
+    priority: 30
+    conda:
+        "../envs/pipeline.yaml"
     threads: GAITCRAFTER["threads"]
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(6000),
         runtime=per_attempt(60),
-        **CPU_RESOURCES,
+    params:
+        spec=get_gaitcrafter_synthesize_spec,
     shell:
         "python -m pipeline.cli gaitcrafter-synthesize --spec {params.spec:q} > {log} 2>&1"
 
@@ -115,22 +120,23 @@ rule gaitcrafter_augment:
         unpack(get_gaitcrafter_augment_inputs),
     output:
         "results/gaitcrafter/{dataset}/augmentation/{variant}/retrieval.parquet",
-    params:
-        spec=get_gaitcrafter_augment_spec,
     log:
         "logs/gaitcrafter/augment/{dataset}/{variant}.log",
     benchmark:
         "results/benchmarks/gaitcrafter/augment/{dataset}/{variant}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=r"[^/]+",
         variant=alternation([re.escape(v) for v in GC_VARIANTS]),
+    priority: 20
+    conda:
+        "../envs/pipeline.yaml"
     threads: GAITCRAFTER["threads"]
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(8000),
         runtime=per_attempt(240),
-        **CPU_RESOURCES,
+    params:
+        spec=get_gaitcrafter_augment_spec,
     shell:
         "python -m pipeline.cli gaitcrafter-augment --spec {params.spec:q} > {log} 2>&1"
 
@@ -140,17 +146,17 @@ rule gaitcrafter_augmentation:
         get_gaitcrafter_augmentation_inputs,
     output:
         "results/gaitcrafter/{dataset}/augmentation.parquet",
-    params:
-        spec=get_gaitcrafter_augmentation_spec,
     log:
         "logs/gaitcrafter/augmentation/{dataset}.log",
     benchmark:
         "results/benchmarks/gaitcrafter/augmentation/{dataset}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=r"[^/]+",
+    conda:
+        "../envs/pipeline.yaml"
     resources:
         **CPU_RESOURCES,
+    params:
+        spec=get_gaitcrafter_augmentation_spec,
     shell:
         "python -m pipeline.cli gaitcrafter-augmentation --spec {params.spec:q} > {log} 2>&1"

@@ -9,20 +9,22 @@ rule generate:
         unpack(get_generation_inputs),
     output:
         manifest="results/generated/{dataset}/{model}/{task}/{scenario}/{shard}/manifest.parquet",
-        videos=directory("results/generated/{dataset}/{model}/{task}/{scenario}/{shard}/videos"),
-    params:
-        spec=get_model_spec,
+        videos=directory(
+            "results/generated/{dataset}/{model}/{task}/{scenario}/{shard}/videos"
+        ),
     log:
         "logs/generate/{dataset}/{model}/{task}/{scenario}/{shard}.log",
     benchmark:
         "results/benchmarks/generate/{dataset}/{model}/{task}/{scenario}/{shard}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         task="restoration|transfer",
         shard=r"shard-\d{4}",
-    threads: 1
+    # Generation before the short per-shard jobs downstream, so that no long job is left for the end.
+    priority: 10
     retries: 1
+    conda:
+        "../envs/pipeline.yaml"
+    threads: 1
     resources:
         gpu=model_resource("gpu"),
         mem_mb=model_resource("mem_mb", scale_with_attempt=True),
@@ -30,6 +32,8 @@ rule generate:
         gpu_model=get_model_gpu_model,
         slurm_partition=get_model_partition,
         slurm_account=CLUSTER["account"],
+    params:
+        spec=get_model_spec,
     shell:
         "python -m pipeline.cli generate --plan {input.plan} --scenario {wildcards.scenario}"
         " --shard {wildcards.shard} --model {wildcards.model} --spec {params.spec:q}"

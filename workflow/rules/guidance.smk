@@ -12,24 +12,24 @@ rule guidance:
     output:
         store="results/perception/{source}/guidance/{fmt}/{shard}.npz",
         status="results/perception/{source}/guidance/{fmt}/{shard}.parquet",
-    params:
-        options=get_guidance_options,
-        shards=get_source_shards,
     log:
         "logs/guidance/{source}/{fmt}/{shard}.log",
     benchmark:
         "results/benchmarks/guidance/{source}/{fmt}/{shard}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         source=r"[^/]+",
         shard=r"shard-\d{4}",
         fmt="openpose|densepose|smpl",
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(6000),
         runtime=per_attempt(120),
-        **CPU_RESOURCES,
+    params:
+        options=get_guidance_options,
+        shards=get_source_shards,
     shell:
         "python -m pipeline.cli stage guidance --manifest {input.manifest} --shard {wildcards.shard}"
         " --shards {params.shards} --store {output.store} --status {output.status}"

@@ -12,12 +12,12 @@ rule index_world:
         "logs/index_world/{dataset}.log",
     benchmark:
         "results/benchmarks/index_world/{dataset}.tsv"
-    resources:
-        **CPU_RESOURCES,
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=alternation(WORLD_DATASETS),
+    conda:
+        "../envs/pipeline.yaml"
+    resources:
+        **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli index-world --spec {input.spec} --sheets {input.sheets}"
         " --groundtruth {input.groundtruth} --out {output} > {log} 2>&1"
@@ -26,17 +26,17 @@ rule index_world:
 rule index_dataset:
     output:
         "results/manifests/{dataset}.parquet",
-    params:
-        spec=get_dataset_spec,
     log:
         "logs/index_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/index_dataset/{dataset}.tsv"
-    resources:
-        **CPU_RESOURCES,
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=alternation(EXTERNAL_DATASETS),
+    conda:
+        "../envs/pipeline.yaml"
+    resources:
+        **CPU_RESOURCES,
+    params:
+        spec=get_dataset_spec,
     shell:
         "python -m pipeline.cli index --spec {params.spec:q} --out {output} > {log} 2>&1"

@@ -8,23 +8,25 @@ rule masks:
     output:
         store="results/perception/{source}/masks/{shard}.npz",
         status="results/perception/{source}/masks/{shard}.parquet",
-    params:
-        options=get_masks_options,
-        shards=get_source_shards,
     log:
         "logs/masks/{source}/{shard}.log",
     benchmark:
         "results/benchmarks/masks/{source}/{shard}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         source=r"[^/]+",
         shard=r"shard-\d{4}",
+    # before generated-video work: it gates the recognisers' training (see rules/pose.smk)
+    priority: 60
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(6000),
         runtime=per_attempt(120),
-        **CPU_RESOURCES,
+    params:
+        options=get_masks_options,
+        shards=get_source_shards,
     shell:
         "python -m pipeline.cli stage masks --manifest {input.manifest} --shard {wildcards.shard}"
         " --shards {params.shards} --store {output.store} --status {output.status}"

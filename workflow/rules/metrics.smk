@@ -10,20 +10,20 @@ rule metrics:
     output:
         visual="results/metrics/{source}/visual.parquet",
         diagnostics="results/metrics/{source}/diagnostics.parquet",
-    params:
-        settings=get_metrics_spec,
     log:
         "logs/metrics/{source}.log",
     benchmark:
         "results/benchmarks/metrics/{source}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         source=r"gen/.+",
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(6000),
         runtime=per_attempt(120),
-        **CPU_RESOURCES,
+    params:
+        settings=get_metrics_spec,
     shell:
         "python -m pipeline.cli metrics --spec {params.settings:q} > {log} 2>&1"

@@ -19,25 +19,25 @@ rule perceive_generated:
         skeleton_maps_status="results/perception/{source}/skeleton_maps/shard-0000.parquet",
         crops_store="results/perception/{source}/crops/shard-0000.npz",
         crops_status="results/perception/{source}/crops/shard-0000.parquet",
+    log:
+        "logs/perceive_generated/{source}.log",
+    benchmark:
+        "results/benchmarks/perceive_generated/{source}.tsv"
+    wildcard_constraints:
+        source=r"gen/.+",
+    conda:
+        "../envs/pipeline.yaml"
+    threads: 1
+    resources:
+        **CPU_RESOURCES,
+        mem_mb=per_attempt(6000),
+        runtime=per_attempt(120),
     params:
         pose=get_pose_options,
         masks=get_masks_options,
         silhouettes=get_silhouettes_options,
         skeleton_maps=get_skeleton_maps_options,
         crops=get_crops_options,
-    log:
-        "logs/perceive_generated/{source}.log",
-    benchmark:
-        "results/benchmarks/perceive_generated/{source}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
-    wildcard_constraints:
-        source=r"gen/.+",
-    threads: 1
-    resources:
-        mem_mb=per_attempt(6000),
-        runtime=per_attempt(120),
-        **CPU_RESOURCES,
     shell:
         "python -m pipeline.cli chain --manifest {input.manifest} --shard shard-0000 --shards 1"
         " --step pose {output.pose_store} {output.pose_status} {params.pose:q}"

@@ -8,23 +8,25 @@ rule pose:
     output:
         store="results/perception/{source}/pose/{shard}.npz",
         status="results/perception/{source}/pose/{shard}.parquet",
-    params:
-        options=get_pose_options,
-        shards=get_source_shards,
     log:
         "logs/pose/{source}/{shard}.log",
     benchmark:
         "results/benchmarks/pose/{source}/{shard}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         source=r"[^/]+",
         shard=r"shard-\d{4}",
+    # Real-data perception gates the recognisers' training, the longest jobs (rules/recognisers.smk).
+    priority: 60
+    conda:
+        "../envs/pipeline.yaml"
     threads: 1
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(6000),
         runtime=per_attempt(120),
-        **CPU_RESOURCES,
+    params:
+        options=get_pose_options,
+        shards=get_source_shards,
     shell:
         "python -m pipeline.cli stage pose --manifest {input.manifest} --shard {wildcards.shard}"
         " --shards {params.shards} --store {output.store} --status {output.status}"

@@ -9,22 +9,25 @@ rule train_recogniser:
         unpack(get_train_inputs),
     output:
         model="results/recognisers/{dataset}/{recogniser}/model.pt",
-    params:
-        spec=get_train_spec,
     log:
         "logs/train_recogniser/{dataset}/{recogniser}.log",
     benchmark:
         "results/benchmarks/train_recogniser/{dataset}/{recogniser}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         # no recogniser is trained on a dataset scored with another dataset's (recognisers.train_on)
         dataset=alternation(sorted(set(DATASETS) - set(TRAIN_ON))),
         recogniser="|".join(re.escape(name) for name in REC_NAMES) or "(?!x)x",
+    # The longest jobs first: every evaluation waits for all recognisers, and when the last one started
+    # after the short generation jobs the 2-core demo ran it alone for 74 s (docs/architecture.md).
+    priority: 50
+    conda:
+        "../envs/pipeline.yaml"
     threads: RECOGNISERS["threads"]
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(8000),
         runtime=per_attempt(240),
-        **CPU_RESOURCES,
+    params:
+        spec=get_train_spec,
     shell:
         "python -m pipeline.cli train-recogniser --spec {params.spec:q} > {log} 2>&1"

@@ -7,7 +7,6 @@ rule report:
     input:
         unpack(get_report_inputs),
     output:
-        html=report("results/report/report.html", caption="../report/report.rst", category="Report"),
         **{
             name: report(
                 f"results/report/plots/{name}.png",
@@ -17,8 +16,11 @@ rule report:
             )
             for name, caption in REPORT_PLOTS.items()
         },
-    params:
-        spec=get_report_spec,
+        html=report(
+            "results/report/report.html",
+            caption="../report/report.rst",
+            category="Report",
+        ),
     log:
         "logs/report.log",
     benchmark:
@@ -26,8 +28,10 @@ rule report:
     conda:
         "../envs/pipeline.yaml"
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(8000),
         runtime=per_attempt(60),
-        **CPU_RESOURCES,
+    params:
+        spec=get_report_spec,
     shell:
         "python -m pipeline.cli report --spec {params.spec:q} > {log} 2>&1"

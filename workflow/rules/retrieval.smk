@@ -10,21 +10,23 @@ rule real_retrieval:
     output:
         table="results/retrieval/{dataset}/real.parquet",
         twins="results/retrieval/{dataset}/twins.parquet",
-        galleries=expand("results/embeddings/{{dataset}}/{name}/test.parquet", name=REC_NAMES),
-    params:
-        spec=get_real_retrieval_spec,
+        galleries=expand(
+            "results/embeddings/{{dataset}}/{name}/test.parquet", name=REC_NAMES
+        ),
     log:
         "logs/real_retrieval/{dataset}.log",
     benchmark:
         "results/benchmarks/real_retrieval/{dataset}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         dataset=r"[^/]+",
+    conda:
+        "../envs/pipeline.yaml"
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(16000),
         runtime=per_attempt(60),
-        **CPU_RESOURCES,
+    params:
+        spec=get_real_retrieval_spec,
     shell:
         "python -m pipeline.cli real-retrieval --spec {params.spec:q} > {log} 2>&1"
 
@@ -34,20 +36,20 @@ rule evaluate_generated:
         unpack(get_evaluate_inputs),
     output:
         "results/retrieval/{source}/probe_results.parquet",
-    params:
-        spec=get_evaluate_spec,
     log:
         "logs/evaluate_generated/{source}.log",
     benchmark:
         "results/benchmarks/evaluate_generated/{source}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         source=r"gen/.+",
+    conda:
+        "../envs/pipeline.yaml"
     threads: RECOGNISERS["threads"]
     resources:
+        **CPU_RESOURCES,
         mem_mb=per_attempt(8000),
         runtime=per_attempt(120),
-        **CPU_RESOURCES,
+    params:
+        spec=get_evaluate_spec,
     shell:
         "python -m pipeline.cli evaluate-generated --spec {params.spec:q} > {log} 2>&1"

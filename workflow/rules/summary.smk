@@ -12,10 +12,12 @@ rule stage_summary:
         "logs/stage_summary/{source}/{stage}.log",
     benchmark:
         "results/benchmarks/stage_summary/{source}/{stage}.tsv"
-    conda:
-        "../envs/pipeline.yaml"
     wildcard_constraints:
         stage="pose|masks|silhouettes|skeleton_maps|crops",
+    # before generated-video work: it gates the recognisers' training (see rules/pose.smk)
+    priority: 60
+    conda:
+        "../envs/pipeline.yaml"
     resources:
         **CPU_RESOURCES,
     shell:

@@ -7,16 +7,16 @@ rule sweep_plan:
         unpack(get_plan_inputs),
     output:
         "results/sweep/{dataset}/plan.parquet",
-    params:
-        spec=get_plan_params,
     log:
         "logs/sweep_plan/{dataset}.log",
     benchmark:
         "results/benchmarks/sweep_plan/{dataset}.tsv"
-    resources:
-        **CPU_RESOURCES,
     conda:
         "../envs/pipeline.yaml"
+    resources:
+        **CPU_RESOURCES,
+    params:
+        spec=get_plan_params,
     shell:
         "python -m pipeline.cli sweep-plan --manifest {input.manifest} --pose-summary {input.pose}"
         " --dataset {wildcards.dataset} --spec {params.spec:q}"
@@ -28,15 +28,15 @@ rule sweep_sheet:
         plans=expand("results/sweep/{dataset}/plan.parquet", dataset=sorted(DATASETS)),
     output:
         "results/sweep/sweep.parquet",
-    params:
-        models=SWEEP["models"],
     log:
         "logs/sweep_sheet.log",
     benchmark:
         "results/benchmarks/sweep_sheet.tsv"
-    resources:
-        **CPU_RESOURCES,
     conda:
         "../envs/pipeline.yaml"
+    resources:
+        **CPU_RESOURCES,
+    params:
+        models=SWEEP["models"],
     shell:
         "python -m pipeline.cli sweep-sheet --plans {input.plans} --models {params.models} --out {output} > {log} 2>&1"

@@ -17,13 +17,20 @@ def get_train_inputs(wildcards):
     stages = MODALITY_STAGES_OF[wildcards.recogniser]
     return {
         "manifest": f"results/manifests/{wildcards.dataset}.parquet",
-        "summaries": [f"results/perception/{wildcards.dataset}/{stage}/summary.parquet" for stage in stages],
+        "summaries": [
+            f"results/perception/{wildcards.dataset}/{stage}/summary.parquet"
+            for stage in stages
+        ],
     }
 
 
 def get_train_spec(wildcards):
     settings = rec_settings(wildcards.recogniser)
-    train = {"recogniser": wildcards.recogniser, "threads": RECOGNISERS["threads"], "progress": False}
+    train = {
+        "recogniser": wildcards.recogniser,
+        "threads": RECOGNISERS["threads"],
+        "progress": False,
+    }
     train.update(settings.get("train", {}))
     train["model_options"] = dict(settings.get("model_options", {}))
     base = f"results/recognisers/{wildcards.dataset}/{wildcards.recogniser}"
@@ -43,7 +50,11 @@ def get_train_spec(wildcards):
 
 
 def get_checkpoints(wildcards):
-    dataset = dataset_of(wildcards.source) if "source" in wildcards.keys() else wildcards.dataset
+    dataset = (
+        dataset_of(wildcards.source)
+        if "source" in wildcards.keys()
+        else wildcards.dataset
+    )
     return [checkpoint_of(dataset, name) for name in REC_NAMES]
 
 
@@ -52,7 +63,11 @@ def get_embed_inputs(wildcards):
     base = f"results/perception/{wildcards.source}"
     return {
         "manifest": get_source_manifest(wildcards),
-        "stores": [f"{base}/{stage}/{wildcards.shard}.{ext}" for stage in stages for ext in ("npz", "parquet")],
+        "stores": [
+            f"{base}/{stage}/{wildcards.shard}.{ext}"
+            for stage in stages
+            for ext in ("npz", "parquet")
+        ],
         "checkpoints": get_checkpoints(wildcards),
     }
 
@@ -64,8 +79,13 @@ def get_embed_spec(wildcards):
             "shard": wildcards.shard,
             "shards": shards_of(wildcards.source),
             "source_root": f"results/perception/{wildcards.source}",
-            "recognisers": {name: checkpoint_of(wildcards.source, name) for name in REC_NAMES},
-            "out": {name: f"results/embeddings/{wildcards.source}/{name}/{wildcards.shard}.parquet" for name in REC_NAMES},
+            "recognisers": {
+                name: checkpoint_of(wildcards.source, name) for name in REC_NAMES
+            },
+            "out": {
+                name: f"results/embeddings/{wildcards.source}/{name}/{wildcards.shard}.parquet"
+                for name in REC_NAMES
+            },
             "threads": RECOGNISERS["threads"],
         },
         sort_keys=True,
@@ -78,7 +98,10 @@ def get_embed_spec(wildcards):
 def get_real_embeddings(wildcards):
     shards = shard_names(shards_of(wildcards.dataset))
     return expand(
-        "results/embeddings/{dataset}/{name}/{shard}.parquet", dataset=wildcards.dataset, name=REC_NAMES, shard=shards
+        "results/embeddings/{dataset}/{name}/{shard}.parquet",
+        dataset=wildcards.dataset,
+        name=REC_NAMES,
+        shard=shards,
     )
 
 
@@ -87,7 +110,10 @@ def get_real_retrieval_spec(wildcards):
     base = f"results/embeddings/{wildcards.dataset}"
     return json.dumps(
         {
-            "embeddings": {name: [f"{base}/{name}/{shard}.parquet" for shard in shards] for name in REC_NAMES},
+            "embeddings": {
+                name: [f"{base}/{name}/{shard}.parquet" for shard in shards]
+                for name in REC_NAMES
+            },
             "protocol": protocol_of(wildcards.dataset),
             "metric": RECOGNISERS["metric"],
             "dataset": wildcards.dataset,
@@ -104,9 +130,14 @@ def get_evaluate_inputs(wildcards):
     dataset = dataset_of(wildcards.source)
     return {
         "manifest": get_source_manifest(wildcards),
-        "stores": [gen_store(wildcards.source, s) for s in ("silhouettes", "skeleton_maps", "crops")],
+        "stores": [
+            gen_store(wildcards.source, s)
+            for s in ("silhouettes", "skeleton_maps", "crops")
+        ],
         "checkpoints": get_checkpoints(wildcards),
-        "galleries": [f"results/embeddings/{dataset}/{name}/test.parquet" for name in REC_NAMES],
+        "galleries": [
+            f"results/embeddings/{dataset}/{name}/test.parquet" for name in REC_NAMES
+        ],
     }
 
 
@@ -115,9 +146,15 @@ def get_evaluate_spec(wildcards):
     return json.dumps(
         {
             "generated_manifest": get_source_manifest(wildcards),
-            "stores": {s: gen_store(wildcards.source, s) for s in ("silhouettes", "skeleton_maps", "crops")},
+            "stores": {
+                s: gen_store(wildcards.source, s)
+                for s in ("silhouettes", "skeleton_maps", "crops")
+            },
             "recognisers": {name: checkpoint_of(dataset, name) for name in REC_NAMES},
-            "galleries": {name: f"results/embeddings/{dataset}/{name}/test.parquet" for name in REC_NAMES},
+            "galleries": {
+                name: f"results/embeddings/{dataset}/{name}/test.parquet"
+                for name in REC_NAMES
+            },
             "metric": RECOGNISERS["metric"],
             "embeddings_dir": f"results/embeddings/{wildcards.source}",
             "out": f"results/retrieval/{wildcards.source}/probe_results.parquet",

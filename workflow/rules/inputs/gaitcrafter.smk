@@ -19,7 +19,10 @@ def gaitcrafter_sampling():
 
 
 def silhouette_stores(dataset):
-    return [f"results/perception/{dataset}/silhouettes/{shard}.npz" for shard in shard_names(shards_of(dataset))]
+    return [
+        f"results/perception/{dataset}/silhouettes/{shard}.npz"
+        for shard in shard_names(shards_of(dataset))
+    ]
 
 
 def gaitcrafter_source_inputs(wildcards):
@@ -39,7 +42,11 @@ def get_gaitcrafter_train_spec(wildcards):
             "model": gaitcrafter_model_file(wildcards.dataset),
             "dataset": wildcards.dataset,
             "preset": GAITCRAFTER["preset"],
-            "settings": {"threads": GAITCRAFTER["threads"], "progress": False, **GAITCRAFTER["settings"]},
+            "settings": {
+                "threads": GAITCRAFTER["threads"],
+                "progress": False,
+                **GAITCRAFTER["settings"],
+            },
             "enrol": GAITCRAFTER["enrol"],
             # A shipped checkpoint is used only when it was made from this world and training config.
             "pretrained": GAITCRAFTER.get("pretrained"),
@@ -65,7 +72,11 @@ def gaitcrafter_resource(name):
 
 
 def gaitcrafter_partition(wildcards):
-    return CLUSTER["gpu_partition"] if GAITCRAFTER["resources"]["gpu"] else CLUSTER["cpu_partition"]
+    return (
+        CLUSTER["gpu_partition"]
+        if GAITCRAFTER["resources"]["gpu"]
+        else CLUSTER["cpu_partition"]
+    )
 
 
 def gaitcrafter_gpu_model(wildcards):
@@ -103,7 +114,9 @@ def get_gaitcrafter_novelty_spec(wildcards):
         {
             "model": gaitcrafter_model_file(wildcards.dataset),
             "recogniser": novelty["recogniser"],
-            "recogniser_checkpoint": checkpoint_of(wildcards.dataset, novelty["recogniser"]),
+            "recogniser_checkpoint": checkpoint_of(
+                wildcards.dataset, novelty["recogniser"]
+            ),
             "manifest": f"results/manifests/{wildcards.dataset}.parquet",
             "silhouettes": silhouette_stores(wildcards.dataset),
             "dataset": wildcards.dataset,
@@ -142,7 +155,9 @@ def get_gaitcrafter_synthesize_spec(wildcards):
 def get_gaitcrafter_augment_inputs(wildcards):
     inputs = gaitcrafter_source_inputs(wildcards)
     for kind in variant_needs(wildcards.variant):
-        inputs[kind] = f"results/gaitcrafter/{wildcards.dataset}/synthetic/{kind}/manifest.parquet"
+        inputs[kind] = (
+            f"results/gaitcrafter/{wildcards.dataset}/synthetic/{kind}/manifest.parquet"
+        )
     return inputs
 
 
@@ -163,7 +178,10 @@ def get_gaitcrafter_augment_spec(wildcards):
             "variant": wildcards.variant,
             "real_manifest": f"results/manifests/{wildcards.dataset}.parquet",
             "real_silhouettes": silhouette_stores(wildcards.dataset),
-            "synthetic": {kind: f"{base}/synthetic/{kind}" for kind in variant_needs(wildcards.variant)},
+            "synthetic": {
+                kind: f"{base}/synthetic/{kind}"
+                for kind in variant_needs(wildcards.variant)
+            },
             "recogniser": GC_AUG["recogniser"],
             "model_options": GC_AUG["model_options"],
             "train_settings": GC_AUG["train"],

@@ -16,7 +16,9 @@ def get_plan_params(wildcards):
     # The plan depends on the scenarios, not on the model list: adding a model never re-plans.
     sweep = {k: v for k, v in SWEEP.items() if k != "models"}
     conditions = DATASETS[wildcards.dataset].get("scenario_conditions", {})
-    return json.dumps({"sweep": sweep, "scenario_conditions": conditions}, sort_keys=True)
+    return json.dumps(
+        {"sweep": sweep, "scenario_conditions": conditions}, sort_keys=True
+    )
 
 
 # ---- generate ---------------------------------------------------------------------------------------
@@ -45,7 +47,11 @@ def get_model_spec(wildcards):
 
 def model_resource(name, scale_with_attempt=False):
     def resource(wildcards, attempt):
-        value = MODELS[wildcards.model].get("resources", {}).get(name, {"gpu": 0, "mem_mb": 4000, "runtime": 60}[name])
+        value = (
+            MODELS[wildcards.model]
+            .get("resources", {})
+            .get(name, {"gpu": 0, "mem_mb": 4000, "runtime": 60}[name])
+        )
         if name == "gpu" and not value:
             return None  # CPU model: request no GPU at all
         return value * attempt if scale_with_attempt else value

@@ -114,4 +114,7 @@ get_guidance_options = per_shard_options(_guidance_options)
 
 def get_summary_inputs(wildcards):
     shards = shard_names(shards_of(wildcards.source))
-    return expand(f"results/perception/{wildcards.source}/{wildcards.stage}/{{shard}}.parquet", shard=shards)
+    return expand(
+        f"results/perception/{wildcards.source}/{wildcards.stage}/{{shard}}.parquet",
+        shard=shards,
+    )

@@ -22,8 +22,16 @@ def get_aggregate_inputs(wildcards):
     return {
         "visual": [f"results/metrics/{s}/visual.parquet" for s in sources],
         "diagnostics": [f"results/metrics/{s}/diagnostics.parquet" for s in sources],
-        "probes": [f"results/retrieval/{s}/probe_results.parquet" for s in sources] if REC_NAMES else [],
-        "real": [f"results/retrieval/{d}/real.parquet" for d in sorted(DATASETS)] if REC_NAMES else [],
+        "probes": (
+            [f"results/retrieval/{s}/probe_results.parquet" for s in sources]
+            if REC_NAMES
+            else []
+        ),
+        "real": (
+            [f"results/retrieval/{d}/real.parquet" for d in sorted(DATASETS)]
+            if REC_NAMES
+            else []
+        ),
     }
 
 
@@ -34,12 +42,22 @@ def recogniser_notes():
         if settings.get("checkpoint"):
             notes[name] = f"loaded from {settings['checkpoint']}"
         else:
-            notes[name] = f"trained here on each dataset's train split ({json.dumps(settings.get('model_options', {}))})"
+            notes[name] = (
+                f"trained here on each dataset's train split ({json.dumps(settings.get('model_options', {}))})"
+            )
             if TRAIN_ON:
-                scored = ", ".join(f"{d}: trained on {t}" for d, t in sorted(TRAIN_ON.items()))
-                notes[name] += f"; datasets scored with another dataset's (recognisers.train_on): {scored}"
-        if name == "biggait" and not settings.get("model_options", {}).get("dinov2_path"):
-            notes[name] += "; its DINOv2 is a small randomly initialised ViT trained with it, not the pretrained ViT-S/14"
+                scored = ", ".join(
+                    f"{d}: trained on {t}" for d, t in sorted(TRAIN_ON.items())
+                )
+                notes[
+                    name
+                ] += f"; datasets scored with another dataset's (recognisers.train_on): {scored}"
+        if name == "biggait" and not settings.get("model_options", {}).get(
+            "dinov2_path"
+        ):
+            notes[
+                name
+            ] += "; its DINOv2 is a small randomly initialised ViT trained with it, not the pretrained ViT-S/14"
     return notes
 
 
@@ -51,7 +69,11 @@ def get_aggregate_spec(wildcards):
             **{k: v or None for k, v in inputs.items()},
             "recogniser_notes": recogniser_notes(),
             # datasets scored with another dataset's trained recognisers (those with a checkpoint use it)
-            "trained_on": dict(TRAIN_ON) if any(not rec_settings(n).get("checkpoint") for n in REC_NAMES) else {},
+            "trained_on": (
+                dict(TRAIN_ON)
+                if any(not rec_settings(n).get("checkpoint") for n in REC_NAMES)
+                else {}
+            ),
         },
         sort_keys=True,
     )
@@ -60,7 +82,13 @@ def get_aggregate_spec(wildcards):
 # ---- analyses (beyond the paper: guidance ablation, predictors, cross-domain) -------------------------
 
 
-ANALYSES_TABLES = ["motion", "predictors", "predictor_tests", "guidance_ablation", "domain"]
+ANALYSES_TABLES = [
+    "motion",
+    "predictors",
+    "predictor_tests",
+    "guidance_ablation",
+    "domain",
+]
 
 
 def analyses_sources():
@@ -78,9 +106,14 @@ def analyses_sources():
 def get_analyses_inputs(wildcards):
     sources = analyses_sources()
     return {
-        "tables": expand("results/aggregate/{table}.parquet", table=["videos", "probes", "biometric", "real_retrieval"]),
+        "tables": expand(
+            "results/aggregate/{table}.parquet",
+            table=["videos", "probes", "biometric", "real_retrieval"],
+        ),
         "sources": [path for s in sources for path in s.values()],
-        "real_pose": [f"results/perception/{d}/pose/summary.parquet" for d in sorted(DATASETS)],
+        "real_pose": [
+            f"results/perception/{d}/pose/summary.parquet" for d in sorted(DATASETS)
+        ],
     }
 
 
@@ -90,7 +123,10 @@ def get_analyses_spec(wildcards):
             "out_dir": "results/analyses",
             "tables_dir": "results/aggregate",
             "sources": analyses_sources(),
-            "real_pose": {d: f"results/perception/{d}/pose/summary.parquet" for d in sorted(DATASETS)},
+            "real_pose": {
+                d: f"results/perception/{d}/pose/summary.parquet"
+                for d in sorted(DATASETS)
+            },
             "trained_on": dict(TRAIN_ON),
         },
         sort_keys=True,
@@ -114,10 +150,19 @@ REPORT_PLOTS = {
 def get_report_inputs(wildcards):
     sources = all_generated_sources()
     return {
-        "tables": expand("results/aggregate/{table}.parquet", table=[*AGGREGATE_TABLES, *AGGREGATE_EXTRA]),
-        "generated": [f"results/generated/{s[len('gen/'):]}/manifest.parquet" for s in sources],
+        "tables": expand(
+            "results/aggregate/{table}.parquet",
+            table=[*AGGREGATE_TABLES, *AGGREGATE_EXTRA],
+        ),
+        "generated": [
+            f"results/generated/{s[len('gen/'):]}/manifest.parquet" for s in sources
+        ],
         "real": [f"results/manifests/{d}.parquet" for d in sorted(DATASETS)],
-        "gaitcrafter": [path for d in GC_DATASETS for path in [gaitcrafter_model_file(d), *gaitcrafter_tables(d).values()]],
+        "gaitcrafter": [
+            path
+            for d in GC_DATASETS
+            for path in [gaitcrafter_model_file(d), *gaitcrafter_tables(d).values()]
+        ],
         "analyses": expand("results/analyses/{table}.parquet", table=ANALYSES_TABLES),
     }
 
@@ -127,11 +172,18 @@ def get_report_spec(wildcards):
     return json.dumps(
         {
             "tables_dir": "results/aggregate",
-            "strips": {"generated_manifests": inputs["generated"], "real_manifests": inputs["real"], "metric": "ssim"},
+            "strips": {
+                "generated_manifests": inputs["generated"],
+                "real_manifests": inputs["real"],
+                "metric": "ssim",
+            },
             "out_html": "results/report/report.html",
             "plots_dir": "results/report/plots",
             # None (no GaitCrafter section) unless gaitcrafter.datasets names some
-            "gaitcrafter": {d: {"model": gaitcrafter_model_file(d), **gaitcrafter_tables(d)} for d in GC_DATASETS}
+            "gaitcrafter": {
+                d: {"model": gaitcrafter_model_file(d), **gaitcrafter_tables(d)}
+                for d in GC_DATASETS
+            }
             or None,
             "title": f"Gait biometric fidelity: {config.get('study', 'study')}",
             "analyses_dir": "results/analyses",
@@ -148,13 +200,23 @@ PERCEPTION_STAGES = ["pose", "masks", "silhouettes", "skeleton_maps", "crops"]
 
 def perception_outputs(source):
     if is_generated(source):
-        return expand("results/perception/{source}/{stage}/shard-0000.parquet", source=source, stage=PERCEPTION_STAGES)
+        return expand(
+            "results/perception/{source}/{stage}/shard-0000.parquet",
+            source=source,
+            stage=PERCEPTION_STAGES,
+        )
     shards = shard_names(shards_of(source))
     outputs = expand(
-        "results/perception/{source}/{stage}/{shard}.parquet", source=source, stage=PERCEPTION_STAGES, shard=shards
+        "results/perception/{source}/{stage}/{shard}.parquet",
+        source=source,
+        stage=PERCEPTION_STAGES,
+        shard=shards,
     )
     outputs += expand(
-        "results/perception/{source}/guidance/{fmt}/{shard}.parquet", source=source, fmt=GUIDANCE_FORMATS, shard=shards
+        "results/perception/{source}/guidance/{fmt}/{shard}.parquet",
+        source=source,
+        fmt=GUIDANCE_FORMATS,
+        shard=shards,
     )
     return outputs
 
@@ -171,7 +233,9 @@ def generation_outputs(dataset):
 def evaluation_outputs():
     outputs = []
     if REC_NAMES:
-        outputs += [f"results/retrieval/{dataset}/real.parquet" for dataset in sorted(DATASETS)]
+        outputs += [
+            f"results/retrieval/{dataset}/real.parquet" for dataset in sorted(DATASETS)
+        ]
     for source in all_generated_sources():
         outputs.append(f"results/metrics/{source}/visual.parquet")
         if REC_NAMES:

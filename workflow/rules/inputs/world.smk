@@ -11,7 +11,9 @@ def world_of(dataset):
 
 def get_world_spec(wildcards):
     """The world's resolved spec as JSON: a params value, so a config change re-renders the world."""
-    return json.dumps({"dataset": wildcards.dataset, **world_of(wildcards.dataset)}, sort_keys=True)
+    return json.dumps(
+        {"dataset": wildcards.dataset, **world_of(wildcards.dataset)}, sort_keys=True
+    )
 
 
 # ---- index ------------------------------------------------------------------------------------------
@@ -24,12 +26,20 @@ def get_world_shards(dataset):
 def get_world_shard_outputs(wildcards):
     shards = get_world_shards(wildcards.dataset)
     return {
-        "sheets": expand("results/world/{dataset}/sheets/{shard}.csv", dataset=wildcards.dataset, shard=shards),
+        "sheets": expand(
+            "results/world/{dataset}/sheets/{shard}.csv",
+            dataset=wildcards.dataset,
+            shard=shards,
+        ),
         "groundtruth": expand(
-            "results/world/{dataset}/groundtruth/{shard}.npz", dataset=wildcards.dataset, shard=shards
+            "results/world/{dataset}/groundtruth/{shard}.npz",
+            dataset=wildcards.dataset,
+            shard=shards,
         ),
     }
 
 
 def get_dataset_spec(wildcards):
-    return json.dumps({"name": wildcards.dataset, **DATASETS[wildcards.dataset]}, sort_keys=True)
+    return json.dumps(
+        {"name": wildcards.dataset, **DATASETS[wildcards.dataset]}, sort_keys=True
+    )
