@@ -205,11 +205,13 @@ def embed_shard(
     out: dict[str, str],
     threads: int | None = None,
 ) -> None:
-    """Embeddings of one perception shard with every recogniser (one output file per recogniser)."""
+    """Embeddings of one perception shard's test split (gallery and probe rows) with every recogniser
+    (one output file per recogniser). Train-split rows are left out: retrieval never ranks them (it drops
+    ``role == "train"``), and on the demo world they were 40 % of this stage's work."""
     from pipeline.evaluation.embed import run_embed_stage
     from pipeline.runner import shard_rows
 
-    rows = shard_rows(manifest, shard, shards)
+    rows = [row for row in shard_rows(manifest, shard, shards) if row["role"] != "train"]
     stores = {
         stage: f"{source_root}/{stage}/{shard}.npz" for stage in ("silhouettes", "skeleton_maps", "crops")
     }

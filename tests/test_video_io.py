@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -220,3 +222,26 @@ def test_images_and_frame_folders(tmp_path: Path) -> None:
         read_image_folder(tmp_path / "none")
     with pytest.raises(VideoError, match="not found"):
         read_image_folder(tmp_path / "missing")
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to compare"
+)
+def test_h264_bytes_do_not_depend_on_the_number_of_cores(tmp_path: Path) -> None:
+    """x264's default thread count follows the cores, and its bitstream the thread count (before the
+    fixed thread count, 1 and 2 CPUs gave different files for this clip): a world rendered on another
+    machine must give the same videos."""
+    script = (
+        "import os, sys, cv2, numpy as np\n"
+        "from pipeline.io.video import write_video\n"
+        "os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: int(sys.argv[1])]))\n"
+        "base = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8), (7, 7), 2)\n"
+        "frames = np.stack([np.roll(base, (t, 2 * t), axis=(0, 1))[:96, :128] for t in range(24)])\n"
+        "write_video(sys.argv[2], frames, fps=25)\n"
+    )
+    files = []
+    for cpus in (1, 2):
+        files.append(tmp_path / f"cpus{cpus}.mp4")
+        subprocess.run([sys.executable, "-c", script, str(cpus), str(files[-1])], check=True,
+                       cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert files[0].read_bytes() == files[1].read_bytes()

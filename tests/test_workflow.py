@@ -142,6 +142,18 @@ def test_tiny_world_perception(tiny_run):
     assert 2000 < np.median(smpl[..., 2]) < 12000  # camera-space depth in millimetres
 
 
+def test_real_embeddings_hold_the_test_split_only(tiny_run):
+    """Retrieval never ranks train rows, so `embed` does not compute them; every test row is there."""
+    manifest = pl.from_arrow(read_table(tiny_run / "results/manifests/tiny.parquet", MANIFEST))
+    test_ids = set(manifest.filter(pl.col("role") != "train")["sequence_id"])
+    assert test_ids and manifest.filter(pl.col("role") == "train").height
+    for recogniser in (tiny_run / "results/embeddings/tiny").iterdir():
+        shards = sorted(recogniser.glob("shard-*.parquet"))
+        table = pl.concat([pl.read_parquet(p) for p in shards])
+        assert set(table["role"]) <= {"gallery", "probe"}, recogniser.name
+        assert set(table["sequence_id"]) == test_ids, recogniser.name
+
+
 @pytest.mark.slow
 def test_rerun_is_a_no_op(tiny_run):
     result = snakemake(tiny_run, "-n")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.contracts import MANIFEST, write_table
+from pipeline.contracts import MANIFEST, rows_to_arrow, write_table
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def index_world(spec: str | Path, sheets: Sequence[str | Path], groundtruth: Seq
         record["attributes"] = sheet_row["attributes"]
         if sheet_row["error"]:
             record["error"] = sheet_row["error"] if not record.get("error") else f"{sheet_row['error']}; {record['error']}"
-    table = pa.Table.from_pylist(indexed, schema=MANIFEST.schema)
+    table = rows_to_arrow(indexed, MANIFEST.schema)
     _log_summary(table)
     return write_table(table, out, MANIFEST)
 

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.contracts import Contract, ContractError, register, write_table
+from pipeline.contracts import Contract, ContractError, register, rows_to_arrow, write_table
 
 if TYPE_CHECKING:  # torch and the models load only when embedding, not for reading the contract
     import torch
@@ -83,11 +83,11 @@ class EmbeddingsContract(Contract):
             raise ContractError(
                 f"{where}: channels × parts {sorted(shapes)} differ from the embedding size {size}"
             )
-        errors = table["error"].is_null().to_numpy(zero_copy_only=False)
-        present = table["embedding"].is_valid().to_numpy(zero_copy_only=False)
-        if (errors & ~present).any():
+        # Plain lists, not ChunkedArray.to_numpy (which imports pandas, ~0.2 s per job).
+        pairs = list(zip(table["error"].is_null().to_pylist(), table["embedding"].is_valid().to_pylist(), strict=True))
+        if any(ok and not present for ok, present in pairs):
             raise ContractError(f"{where}: rows without an error must carry an embedding")
-        if (~errors & present).any():
+        if any(present and not ok for ok, present in pairs):
             raise ContractError(f"{where}: rows with an error must not carry an embedding")
         return table
 
@@ -137,21 +137,22 @@ def load_recogniser(
     class_num: int | None = None,
     use_emb2: bool | None = None,
     device: str = "cpu",
+    saved: object | None = None,
 ) -> torch.nn.Module:
     """A recogniser with the weights of ``checkpoint`` (strict), in eval mode on ``device``.
 
     ``model_options`` default to the ones saved by our trainer (OpenGait's defaults otherwise);
-    ``use_emb2`` overrides which feature :meth:`embedding` returns.
+    ``use_emb2`` overrides which feature :meth:`embedding` returns. ``saved``: the checkpoint's contents
+    when the caller has already read them (:func:`pipeline.recognisers.checkpoints.read_checkpoint`).
     """
-    import torch
-
-    from pipeline.recognisers.checkpoints import load_opengait_checkpoint
+    from pipeline.recognisers.checkpoints import load_opengait_checkpoint, read_checkpoint
     from pipeline.recognisers.models import build_recogniser
 
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (config key {CONFIG_KEY}.checkpoint)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved is None:
+        saved = read_checkpoint(path, f"{CONFIG_KEY}.checkpoint")
     state = saved.get("model", saved) if isinstance(saved, Mapping) else {}
     extra = saved.get("extra") if isinstance(saved, Mapping) else None
     if model_options is None:
@@ -159,12 +160,11 @@ def load_recogniser(
         model_options = dict(config.get("model_options", {})) if isinstance(config, Mapping) else {}
     if class_num is None:
         class_num = _class_num(state, path)
-    del saved, state
     options = dict(model_options)
     if use_emb2 is not None:
         options["use_emb2"] = bool(use_emb2)
     model = build_recogniser(name, class_num=class_num, **options)
-    load_opengait_checkpoint(model, path, strict=True)
+    load_opengait_checkpoint(model, path, strict=True, saved=saved)
     return model.to(device).eval()
 
 
@@ -219,13 +219,14 @@ def embeddings_table(rows: list[dict], size: int) -> pa.Table:
         if row["embedding"] is not None:
             flat[i] = np.asarray(row["embedding"], dtype=np.float32).reshape(-1)
             missing[i] = False
+    import polars as pl
+
     schema = _embeddings_schema(size)
-    columns = {name: [row[name] for row in rows] for name in schema.names if name != "embedding"}
-    embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), size, mask=pa.array(missing))
-    arrays = [
-        embedding if name == "embedding" else pa.array(columns[name], type=schema.field(name).type)
-        for name in schema.names
-    ]
+    # From buffers, not pa.array: pa.array imports pandas (see pipeline.contracts.rows_to_arrow).
+    values = pa.Array.from_buffers(pa.float32(), flat.size, [None, pa.py_buffer(flat.reshape(-1))])
+    embedding = pa.FixedSizeListArray.from_arrays(values, size, mask=pl.Series(missing).to_arrow())
+    others = rows_to_arrow(rows, pa.schema([f for f in schema if f.name != "embedding"]))
+    arrays = [embedding if name == "embedding" else others[name] for name in schema.names]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -257,9 +258,11 @@ def run_embed_stage(
 
     if threads is not None:
         torch.set_num_threads(int(threads))
-    from pipeline.recognisers.checkpoints import unavailable_reason
+    from pipeline.recognisers.checkpoints import read_checkpoint, unavailable_note
 
-    if Path(checkpoint).is_file() and (reason := unavailable_reason(checkpoint)) is not None:
+    # Read once: the unavailability note and the weights come from the same file.
+    saved = read_checkpoint(checkpoint, f"{CONFIG_KEY}.checkpoint") if Path(checkpoint).is_file() else None
+    if (reason := unavailable_note(saved)) is not None:
         # The recogniser could not be trained on this dataset: every row says why (never ranked).
         return _write_rows(rows, out, recogniser, checkpoint, channels=1, parts=1, results={}, skipped={}, common_error=reason)
     model = load_recogniser(
@@ -269,6 +272,7 @@ def run_embed_stage(
         class_num=class_num,
         use_emb2=use_emb2,
         device=device,
+        saved=saved,
     )
     dataset = GaitDataset.from_stores(
         rows,

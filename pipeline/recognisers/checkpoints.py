@@ -48,7 +48,12 @@ def checkpoint_config_key(model: nn.Module) -> str:
     return f"recognisers.{getattr(model, 'name', None) or type(model).__name__.lower()}.checkpoint"
 
 
-def _read(path: Path, config_key: str) -> object:
+def read_checkpoint(path: str | os.PathLike, config_key: str) -> object:
+    """The contents of a checkpoint file (``torch.load``, weights only); errors name it and its config key.
+
+    A caller that needs both the unavailability note and the weights reads the file once and passes the
+    result to :func:`unavailable_note` and :func:`load_opengait_checkpoint` (``saved=``)."""
+    path = Path(path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise FileNotFoundError(f"checkpoint {path} {what} (config key {config_key})")
@@ -115,17 +120,23 @@ def check_state_dict(
 
 
 def load_opengait_checkpoint(
-    model: nn.Module, path: str | os.PathLike, *, strict: bool = True, config_key: str | None = None
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    strict: bool = True,
+    config_key: str | None = None,
+    saved: object | None = None,
 ) -> CheckpointInfo:
     """Load an OpenGait checkpoint (or a bare state dict) into ``model``.
 
     Errors name the file and its config key (default ``recognisers.<model name>.checkpoint``): a missing
     file → ``FileNotFoundError``; an unreadable file or a key/shape mismatch → :class:`CheckpointError`
-    listing the first offending keys. The model is untouched when an error is raised.
+    listing the first offending keys. The model is untouched when an error is raised. ``saved``: the
+    file's contents when the caller has already read them (:func:`read_checkpoint`).
     """
     path = Path(path)
     key = config_key or checkpoint_config_key(model)
-    state, meta = _split(_read(path, key), path, key)
+    state, meta = _split(read_checkpoint(path, key) if saved is None else saved, path, key)
     missing, unexpected = check_state_dict(
         model, state, strict=strict, where=f"checkpoint {path} (config key {key})"
     )
@@ -229,7 +240,7 @@ def load_dinov2(path_or_dir: str | os.PathLike, *, config_key: str = DINOV2_CONF
                 f"could not load the Dinov2 model in {path} (config key {config_key}): {exc}"
             ) from exc
         return DINOv2Backbone(model, pretrained=True, source=str(path))
-    state, _ = _split(_read(path, config_key), path, config_key)
+    state, _ = _split(read_checkpoint(path, config_key), path, config_key)
     if any(k.startswith("backbone.") for k in state):
         raise CheckpointError(
             f"{path} (config key {config_key}) looks like a full BigGait checkpoint (keys under 'backbone.'); "
@@ -271,7 +282,11 @@ def save_unavailable(path: str | os.PathLike, recogniser: str, reason: str) -> P
 
 def unavailable_reason(path: str | os.PathLike) -> str | None:
     """The reason recorded by :func:`save_unavailable`, or None for a real checkpoint."""
-    saved = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return unavailable_note(torch.load(Path(path), map_location="cpu", weights_only=True))
+
+
+def unavailable_note(saved: object) -> str | None:
+    """:func:`unavailable_reason` of a checkpoint's contents already read (:func:`read_checkpoint`)."""
     if isinstance(saved, Mapping) and UNAVAILABLE_KEY in saved and "model" not in saved:
         return str(saved[UNAVAILABLE_KEY])
     return None

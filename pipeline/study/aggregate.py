@@ -71,6 +71,7 @@ from pipeline.contracts import (
     declare,
     field,
     read_frame,
+    rows_to_arrow,
     string_fields,
     write_table,
 )
@@ -476,7 +477,7 @@ def _cell_stats(
 def _frame(rows: list[dict[str, Any]], contract: Contract, *extra_sort: str) -> pl.DataFrame:
     if not rows:
         return _empty(contract)
-    table = pa.Table.from_pylist(rows, schema=contract.schema)
+    table = rows_to_arrow(rows, contract.schema)
     return _sorted(pl.from_arrow(contract.validate(table, where=contract.name)), *extra_sort)
 
 
@@ -922,7 +923,7 @@ def notes_table(
         rows += [{"section": section, "dataset": None, "model": None, "note": n, "count": 1} for n in notes]
     if not rows:
         return _empty(NOTES)
-    return pl.from_arrow(NOTES.validate(pa.Table.from_pylist(rows, schema=NOTES.schema), where="notes"))
+    return pl.from_arrow(NOTES.validate(rows_to_arrow(rows, NOTES.schema), where="notes"))
 
 
 def videos_table(visual: pl.DataFrame, diagnostics: pl.DataFrame) -> pl.DataFrame:

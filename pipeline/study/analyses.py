@@ -40,6 +40,7 @@ from pipeline.contracts import (
     read_frame,
     read_frame_store,
     read_table,
+    rows_to_arrow,
     string_fields,
 )
 from pipeline.evaluation.metrics import DIAGNOSTICS, VISUAL
@@ -122,7 +123,7 @@ OUTPUTS = {"motion": MOTION_TABLE, "predictors": PREDICTORS_TABLE, "predictor_te
 
 def _frame(rows: list[dict], contract) -> pl.DataFrame:
     return pl.from_arrow(
-        contract.validate(pa.Table.from_pylist(rows, schema=contract.schema), where=contract.name)
+        contract.validate(rows_to_arrow(rows, contract.schema), where=contract.name)
     )
 
 

@@ -25,6 +25,9 @@ rule perceive_generated:
         "results/benchmarks/perceive_generated/{source}.tsv"
     wildcard_constraints:
         source=r"gen/.+",
+    # After generation, before the short per-shard evaluation and metrics jobs: the longest per-shard job
+    # must not be the last one left (a 2-core demo ran the last shard's chain alone for 10 s).
+    priority: 5
     conda:
         "../envs/pipeline.yaml"
     threads: 1

@@ -42,6 +42,8 @@ rule evaluate_generated:
         "results/benchmarks/evaluate_generated/{source}.tsv"
     wildcard_constraints:
         source=r"gen/.+",
+    # Before the shorter metrics jobs of the same shards, so that a short job is the last one left.
+    priority: 3
     conda:
         "../envs/pipeline.yaml"
     threads: RECOGNISERS["threads"]
