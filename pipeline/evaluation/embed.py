@@ -213,14 +213,14 @@ def embed_dataset(
 
 def embeddings_table(rows: list[dict], size: int) -> pa.Table:
     """Rows (with ``embedding`` as a float32 array or None) → an Arrow table with a fixed-size list column."""
+    import polars as pl
+
     flat = np.zeros((len(rows), size), dtype=np.float32)
     missing = np.ones(len(rows), dtype=bool)
     for i, row in enumerate(rows):
         if row["embedding"] is not None:
             flat[i] = np.asarray(row["embedding"], dtype=np.float32).reshape(-1)
             missing[i] = False
-    import polars as pl
-
     schema = _embeddings_schema(size)
     # From buffers, not pa.array: pa.array imports pandas (see pipeline.contracts.rows_to_arrow).
     values = pa.Array.from_buffers(pa.float32(), flat.size, [None, pa.py_buffer(flat.reshape(-1))])
